@@ -1,0 +1,384 @@
+"""The Flask host. It knows no context by name: everything a context adds comes through the
+hooks in ``app.hookspecs`` from the plugins that ``TRADELOOP_PLUGINS`` enables.
+
+``create_app(config)`` builds the app; ``app.extensions["tradeloop"]`` (see ``ext()``) holds
+the database, cache, bus, plugins and the SSE hub. Views use ``conn()`` (the request's
+transaction) and ``user()`` (the signed-in user) and call service functions.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import flask_smorest
+from flask import Flask, current_app, g, jsonify, request
+from marshmallow import Schema
+from marshmallow import fields as ma
+
+from app import config as config_mod
+from app import errors, idempotency
+from app.cache import from_url as cache_from_url
+from app.db import Database
+from app.plugins import PluginError, Plugins
+
+log = logging.getLogger("tradeloop")
+
+# ------------------------------------------------------------------------------------
+# Helpers for views
+
+
+def ext() -> "Tradeloop":
+    return current_app.extensions["tradeloop"]
+
+
+def conn():
+    """The request's database connection (one transaction per request)."""
+    return ext().request_conn()
+
+
+def user():
+    from app.auth import current_user
+    return current_user()
+
+
+def public(view):
+    """Mark a view as reachable without signing in."""
+    view._public = True
+    return view
+
+
+class ErrorSchema(Schema):
+    """The one error shape of every endpoint."""
+    status = ma.Integer(required=True, metadata={"description": "HTTP status"})
+    code = ma.String(required=True, metadata={"description": "machine-readable, e.g. version_conflict"})
+    message = ma.String(required=True)
+    errors = ma.Dict(metadata={"description": "per location and field: {'json': {'strike': ['...']}}"})
+    current = ma.Dict(metadata={"description": "409 version_conflict: the current representation"})
+    current_version = ma.Integer()
+    vetoes = ma.List(ma.Dict(), metadata={"description": "403 order_vetoed: each veto's source and message"})
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error):
+        status = error.code or 500
+        body = {"status": status, "code": _snake(error.name), "message": error.description or error.name}
+        headers = {}
+        data = getattr(error, "data", None)
+        if data:
+            if "messages" in data:
+                body["errors"] = data["messages"]
+                if status == 400 and isinstance(data["messages"].get("json"), list):
+                    body["code"] = "malformed_json"
+                    body["message"] = "the request body is not valid JSON"
+                    return jsonify(body), status, data.get("headers") or {}
+                fields_ = [f"{loc}.{f}" for loc, msgs in data["messages"].items()
+                           for f in (msgs if isinstance(msgs, dict) else ["_"])]
+                body["message"] = ("invalid input: " + ", ".join(fields_)) if fields_ else body["message"]
+                if status == 422:
+                    body["code"] = "validation_error"
+            if "message" in data:
+                body["message"] = data["message"]
+            headers = data.get("headers") or {}
+        return jsonify(body), status, headers
+
+
+# ------------------------------------------------------------------------------------
+
+
+class Tradeloop:
+    """Everything the host owns for one app."""
+
+    def __init__(self, app: Flask, cfg: dict):
+        self.app = app
+        self.config = cfg
+        self.db = Database(cfg["DATABASE_URL"])
+        self.cache = cache_from_url(cfg.get("REDIS_URL"))
+        self.plugins = Plugins(cfg.get("TRADELOOP_PLUGINS"))
+        self.table_owners = self.plugins.tables()
+        self.topics = self.plugins.collect_unique("register_topics", "topic", key=lambda t: t.name)
+        self.sse_streams = self.plugins.collect_unique("register_sse_streams", "SSE path", key=lambda s: s.path)
+        self.migrations = dict(self.plugins.call("register_migrations"))
+        self._bus = None
+        self._hub = None
+
+    # -- backends ----------------------------------------------------------------------
+    @property
+    def bus(self):
+        if self._bus is None:
+            if self.config.get("KAFKA_BOOTSTRAP_SERVERS"):
+                from bus.kafka import KafkaBus
+                self._bus = KafkaBus(self.config["KAFKA_BOOTSTRAP_SERVERS"],
+                                     client_id=self.config.get("KAFKA_CLIENT_ID", "tradeloop"),
+                                     topic_prefix=self.config.get("KAFKA_TOPIC_PREFIX", ""))
+            else:
+                from bus.local import LocalBus
+                self._bus = LocalBus(self.db)
+        return self._bus
+
+    def hub(self):
+        if self._hub is None:
+            from app.sse import Hub
+            self._hub = Hub(self.db, self.cache, [s.topic for _, s in self.sse_streams],
+                            float(self.config["SSE_POLL_SECONDS"]))
+        return self._hub
+
+    def topic_names(self) -> list[str]:
+        return [t.name for _, t in self.topics]
+
+    # -- the request transaction --------------------------------------------------------
+    def request_conn(self):
+        c = g.get("_tl_conn")
+        if c is None:
+            c = self.db.engine.connect()
+            c.info["after_commit"] = []
+            c.begin()
+            g._tl_conn = c
+        return c
+
+    def end_request(self, commit: bool) -> bool:
+        """Commit or roll back the request transaction (if one was opened). Returns whether
+        a commit happened."""
+        from bus.sql import run_after_commit
+        c = g.pop("_tl_conn", None)
+        if c is None:
+            return False
+        try:
+            if commit:
+                c.commit()
+                run_after_commit(c)
+                return True
+            c.rollback()
+            return False
+        finally:
+            c.info.pop("after_commit", None)
+            c.info.pop("bus_emitted", None)
+            c.close()
+
+    # -- cross-context hooks ------------------------------------------------------------
+    def check_order_allowed(self, conn, user_id: int, order: dict) -> list:
+        vetoes = []
+        for _plugin, result in self.plugins.call("check_order_allowed", conn=conn, user_id=user_id, order=order):
+            vetoes.extend(result)
+        return vetoes
+
+    def scoring_mode(self, conn, user_id) -> str:
+        for _plugin, mode in self.plugins.call("scoring_mode", conn=conn, user_id=user_id):
+            if mode == "rules_only":
+                return "rules_only"
+        return "normal"
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    cfg = config_mod.load(overrides)
+    app = Flask("tradeloop", static_folder=None)
+    app.config.update(cfg)
+    app.config.update(
+        API_TITLE="tradeloop",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/static/swagger-ui/",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="tradeloop_session",
+        JSON_SORT_KEYS=False,
+        API_SPEC_OPTIONS={
+            "info": {"description": (
+                "tradeloop: trade log, risk graph, ML loop and breakers as plugins of one host. "
+                "Authenticate with `Authorization: Bearer <token>` or a browser session. Every "
+                "POST/PUT/PATCH/DELETE accepts `Idempotency-Key`; changes to versioned resources "
+                "need `If-Match`. Errors share one JSON shape. Events: /asyncapi.json.")},
+            "components": {"securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer"},
+                "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "tradeloop_session"}}},
+            "security": [{"bearerAuth": []}, {"cookieAuth": []}],
+        },
+    )
+    app.secret_key = cfg["SECRET_KEY"]
+    app.json.sort_keys = False
+    from bus.envelope import JSONEncoder
+
+    class _Provider(type(app.json)):
+        def dumps(self, obj, **kwargs):
+            kwargs.setdefault("cls", JSONEncoder)
+            kwargs.pop("default", None)
+            return json.dumps(obj, **kwargs)
+    app.json = _Provider(app)
+
+    ext_ = Tradeloop(app, cfg)
+    app.extensions["tradeloop"] = ext_
+    api = Api(app)
+    app.extensions["tradeloop_api"] = api
+
+    from app import auth, core_views
+    api.register_blueprint(auth.blp)
+    api.register_blueprint(core_views.blp)
+    owners: dict[tuple[str, str], str] = {}
+    _claim_routes(app, owners, "host")
+    for plugin, blps in ext_.plugins.call("register_blueprints", app=app):
+        for blp in blps:
+            api.register_blueprint(blp)
+        _claim_routes(app, owners, plugin)
+    _document_headers(api)
+    core_views.register_sse(app, ext_)
+    core_views.register_static(app)
+    for plugin, commands in ext_.plugins.call("register_commands"):
+        for cmd in commands:
+            if cmd.name in app.cli.commands:
+                raise PluginError(f"command {cmd.name!r} is claimed by both an earlier plugin and {plugin!r}")
+            app.cli.add_command(cmd)
+    _install_request_hooks(app, ext_)
+    _install_notifier(ext_)
+    for _plugin, _ in ext_.plugins.call("app_ready", app=app):
+        pass
+    return app
+
+
+def _claim_routes(app: Flask, owners: dict, plugin: str) -> None:
+    """Attribute the rules added since the last call to ``plugin``; a (rule, method) that
+    an earlier plugin (or the host) already serves is a start-up error."""
+    seen = owners.setdefault("__rules__", set())
+    for rule in app.url_map.iter_rules():
+        if id(rule) in seen:
+            continue
+        seen.add(id(rule))
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            key = (rule.rule, method)
+            if key in owners and owners[key] != plugin:
+                raise PluginError(f"route {method} {rule.rule} is claimed by both {owners[key]!r} and {plugin!r}")
+            owners[key] = plugin
+
+
+IDEMPOTENCY_PARAM = {
+    "in": "header", "name": "Idempotency-Key", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": ("Makes the request safe to retry: the same key with the same request replays "
+                    "the first response; with a different request it is 422; while the first is "
+                    "still running, 409. Scoped to you, kept 24 h."),
+}
+
+
+def _document_headers(api) -> None:
+    """Add the Idempotency-Key header to every mutating operation of the spec."""
+    paths = api.spec._paths  # apispec keeps operations here until to_dict()
+    for ops in paths.values():
+        for method, op in ops.items():
+            if method.upper() in idempotency.METHODS and isinstance(op, dict):
+                params = op.setdefault("parameters", [])
+                if not any(p.get("name") == "Idempotency-Key" for p in params if isinstance(p, dict)):
+                    params.append(dict(IDEMPOTENCY_PARAM))
+
+
+def requires_if_match(fn):
+    """Document (and remind readers) that a view needs If-Match; the view itself calls
+    ``if_match_version()``."""
+    return flask_smorest.Blueprint.doc(parameters=[{
+        "in": "header", "name": "If-Match", "required": True,
+        "schema": {"type": "string", "pattern": '^(W/)?"?[0-9]{1,12}"?$'},
+        "description": 'The version you last read: "7" (RFC form) or 7. Missing: 428; stale: 409 '
+                       "with the current version and representation."}])(fn)
+
+
+def _is_public() -> bool:
+    if request.endpoint is None:
+        return True  # 404/405: let the router answer
+    if request.blueprint == "api-docs" or request.endpoint in ("static",) or request.endpoint.startswith("tl_public"):
+        return True
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "_public", False):
+        return True
+    cls = getattr(view, "view_class", None)
+    if cls is not None:
+        meth = getattr(cls, request.method.lower(), None)
+        if getattr(meth, "_public", False):
+            return True
+    return False
+
+
+def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
+    from app.auth import authenticate
+
+    @app.before_request
+    def _authenticate():
+        g.user = None
+        if request.method == "OPTIONS":
+            return None
+        try:
+            g.user = authenticate(ext_.db)
+        except errors.Unauthorized:
+            if not _is_public():
+                raise
+        if g.user is None and not _is_public():
+            raise errors.Unauthorized()
+        return idempotency.before_request(ext_)
+
+    @app.after_request
+    def _finish(response):
+        if response.status_code in (200, 201) and response.mimetype == "application/json" \
+                and "ETag" not in response.headers and not response.is_streamed:
+            try:
+                data = response.get_json(silent=True)
+            except Exception:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("version"), int) and not isinstance(data.get("version"), bool):
+                response.headers["ETag"] = f'"{data["version"]}"'
+        ok = response.status_code < 400
+        try:
+            if ok and g.get("_tl_conn") is not None:
+                idempotency.complete(ext_, response)
+            committed = ext_.end_request(commit=ok)
+        except Exception as exc:
+            log.exception("commit failed")
+            ext_.end_request(commit=False)
+            idempotency.after_commit(ext_, committed=False)
+            body = {"status": 503, "code": "commit_failed",
+                    "message": f"the change could not be committed ({type(exc).__name__}); nothing was saved, retry"}
+            resp = jsonify(body)
+            resp.status_code = 503
+            resp.headers["Retry-After"] = "1"
+            return resp
+        idempotency.after_commit(ext_, committed=committed)
+        return response
+
+    @app.teardown_request
+    def _teardown(exc):
+        if g.get("_tl_conn") is not None:
+            ext_.end_request(commit=False)
+            idempotency.after_commit(ext_, committed=False)
+
+    @app.errorhandler(errors.DomainError)
+    def _domain_error(exc: errors.DomainError):
+        resp = jsonify(exc.body())
+        resp.status_code = exc.status
+        if isinstance(exc, errors.VersionConflict) and exc.current and "version" in exc.current:
+            resp.headers["ETag"] = f'"{exc.current["version"]}"'
+        if isinstance(exc, errors.IdempotencyInFlight):
+            resp.headers["Retry-After"] = "1"
+        if exc.status == 401:
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="tradeloop"'
+        return resp
+
+
+def _install_notifier(ext_: Tradeloop) -> None:
+    """Tell other processes' SSE hubs that a stream moved (Redis pub/sub), best effort."""
+    if getattr(ext_.cache, "name", "") != "redis":
+        return
+    from app.cache import CacheUnavailable
+    from app.sse import CHANNEL
+    from bus import outbox
+
+    def publish(streams):
+        try:
+            ext_.cache.publish(CHANNEL, ",".join(sorted(streams)))
+        except CacheUnavailable:
+            pass  # hubs fall back to polling
+    outbox.add_commit_listener(publish)

@@ -1,0 +1,258 @@
+"""The ``tradeloop`` command: a Flask CLI group. Plugins add commands via ``register_commands``.
+
+    tradeloop serve [--host H] [--port P] [--demo]   gevent WSGI server (embedded default:
+                                                     migrates, runs relay + workers in-process)
+    tradeloop db upgrade                             migrate core + enabled plugins
+    tradeloop users create NAME [--admin]            prints the new API token
+    tradeloop plugins                                enabled/installed plugins and what they add
+    tradeloop relay [--once]                         outbox -> Kafka
+    tradeloop worker [--group G] [--once]            run the enabled plugins' subscriptions
+    tradeloop deadletters list|requeue ID            failed events, never silently dropped
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import click
+from flask import current_app
+from flask.cli import AppGroup, FlaskGroup
+
+
+def _ext():
+    return current_app.extensions["tradeloop"]
+
+
+def _create_app(*_args, **_kw):
+    from app import create_app
+    return create_app()
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--demo/--no-demo", default=False, help="Create a demo user with data and print its token.")
+@click.option("--migrate/--no-migrate", default=None, help="Migrate on start (default: yes on SQLite).")
+@click.option("--workers/--no-workers", "run_workers", default=None,
+              help="Run the relay and the bus consumers in this process (default: yes on the in-process bus).")
+def serve(host, port, demo, migrate, run_workers):
+    """Serve the API, SSE streams and console with gevent."""
+    from gevent.pywsgi import WSGIServer
+
+    app = current_app._get_current_object()
+    ext = _ext()
+    if migrate is None:
+        migrate = ext.db.dialect == "sqlite"
+    if migrate:
+        from app.migrate import upgrade
+        upgrade(ext)
+    if demo:
+        _demo(ext)
+    if run_workers is None:
+        run_workers = not ext.bus.needs_relay
+    if run_workers:
+        start_background_workers(ext)
+    click.echo(f"tradeloop on http://{host}:{port}  (docs: /docs, console: /console, plugins: "
+               f"{', '.join(ext.plugins.names) or 'none'}, database: {ext.db.dialect}, "
+               f"bus: {ext.bus.name}, cache: {ext.cache.name})")
+    server = WSGIServer((host, port), app, log=None, error_log=sys.stderr)
+    server.serve_forever()
+
+
+def _demo(ext):
+    from app import auth
+    with ext.db.transaction() as conn:
+        user = auth.user_by_name(conn, "demo")
+        fresh = user is None
+        if fresh:
+            user, token = auth.create_user(conn, "demo", admin=True)
+        else:
+            token = auth.issue_token(conn, user.id, label="serve --demo")
+    if fresh:
+        for impl in reversed(ext.plugins.pm.hook.load_demo_data.get_hookimpls()):
+            with ext.db.transaction() as conn:
+                impl.function(conn=conn, user_id=user.id)
+    click.echo("=" * 72)
+    click.echo(f"demo user: demo   token: {token}")
+    click.echo("sign in at /console with that token, or: curl -H 'Authorization: Bearer <token>' ...")
+    click.echo("=" * 72)
+
+
+def start_background_workers(ext) -> list[threading.Thread]:
+    """Relay (when the bus needs one) and one consumer runner per plugin, as daemon threads
+    (greenlets under gevent)."""
+    from bus.consumer import Group, Runner
+    threads = []
+    if ext.bus.needs_relay:
+        from bus.relay import Relay
+        relay = Relay(ext.db, ext.bus, ext.topic_names())
+        threads.append(threading.Thread(target=relay.run_forever, name="relay", daemon=True))
+    for group, subs in ext.plugins.subscriptions().items():
+        runner = Runner(ext.db, ext.bus, Group.from_subscriptions(group, subs),
+                        max_attempts=int(ext.config["CONSUMER_MAX_ATTEMPTS"]),
+                        backoff=float(ext.config["CONSUMER_BACKOFF_SECONDS"]))
+        threads.append(threading.Thread(target=runner.run_forever, name=f"worker-{group}", daemon=True))
+    for t in threads:
+        t.start()
+    return threads
+
+
+db_cli = AppGroup("db", help="Database migrations.")
+
+
+@db_cli.command("upgrade")
+def db_upgrade():
+    """Migrate the core branch and each enabled plugin's branch to head."""
+    from app.migrate import upgrade
+    upgrade(_ext(), echo=click.echo)
+
+
+users_cli = AppGroup("users", help="Users and API tokens.")
+
+
+@users_cli.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="May use the system-wide (admin) endpoints.")
+def users_create(name, admin):
+    """Create a user and print its API token (shown only once)."""
+    from app import auth, errors
+    try:
+        with _ext().db.transaction() as conn:
+            user, token = auth.create_user(conn, name, admin=admin)
+    except errors.Conflict as exc:
+        raise click.ClickException(exc.message)
+    click.echo(token)
+
+
+@users_cli.command("token")
+@click.argument("name")
+def users_token(name):
+    """Issue another API token for an existing user."""
+    from app import auth
+    with _ext().db.transaction() as conn:
+        user = auth.user_by_name(conn, name)
+        if user is None:
+            raise click.ClickException(f"no user {name!r}")
+        click.echo(auth.issue_token(conn, user.id))
+
+
+@click.command("plugins")
+def plugins_cmd():
+    """List installed plugins, which are enabled, and what each contributes."""
+    from app.plugins import installed
+    ext = _ext()
+    tables: dict[str, list[str]] = {}
+    for t, owner in ext.table_owners.items():
+        tables.setdefault(owner, []).append(t)
+    for name in sorted(set(installed()) | set(ext.plugins.names)):
+        on = name in ext.plugins.names
+        click.echo(f"{'[on] ' if on else '[off]'} {name}")
+        if on:
+            topics = [t.name for p, t in ext.topics if p == name]
+            streams = [s.path for p, s in ext.sse_streams if p == name]
+            click.echo(f"      tables: {', '.join(sorted(tables.get(name, []))) or '-'}")
+            click.echo(f"      topics: {', '.join(topics) or '-'}   sse: {', '.join(streams) or '-'}")
+
+
+@click.command("relay")
+@click.option("--once", is_flag=True, help="Publish what is pending and exit.")
+@click.option("--republish-from", type=int, default=None,
+              help="Move every stream's relay position back to this seq first (e.g. 0 after a broker lost its data).")
+def relay_cmd(once, republish_from):
+    """Publish the outbox to Kafka; rows are marked sent only once delivered."""
+    from bus.relay import Relay
+    ext = _ext()
+    relay = Relay(ext.db, ext.bus, ext.topic_names())
+    if republish_from is not None:
+        relay.rewind(republish_from)
+    if once:
+        click.echo(f"published {relay.run_once()}")
+        return
+    relay.run_forever()
+
+
+@click.command("worker")
+@click.option("--group", "groups", multiple=True, help="Consumer group(s) to run (default: every enabled plugin's).")
+@click.option("--once", is_flag=True, help="Drain what is available and exit.")
+def worker_cmd(groups, once):
+    """Run the enabled plugins' bus subscriptions (one consumer group per plugin)."""
+    from bus.consumer import Group, Runner
+    ext = _ext()
+    subs = ext.plugins.subscriptions()
+    chosen = groups or tuple(subs)
+    unknown = set(chosen) - set(subs)
+    if unknown:
+        raise click.ClickException(f"no subscriptions for: {', '.join(sorted(unknown))}")
+    runners = [Runner(ext.db, ext.bus, Group.from_subscriptions(g, subs[g]),
+                      max_attempts=int(ext.config["CONSUMER_MAX_ATTEMPTS"]),
+                      backoff=float(ext.config["CONSUMER_BACKOFF_SECONDS"])) for g in chosen]
+    if once:
+        total = 0
+        for r in runners:
+            while True:
+                n = r.run_once(timeout=2.0)
+                total += n
+                if n == 0:
+                    break
+        click.echo(f"handled {total}")
+        return
+    threads = [threading.Thread(target=r.run_forever, daemon=True, name=r.group.name) for r in runners]
+    for t in threads:
+        t.start()
+    click.echo(f"worker running groups: {', '.join(chosen)}")
+    while True:
+        time.sleep(3600)
+
+
+dl_cli = AppGroup("deadletters", help="Events a handler kept failing on.")
+
+
+@dl_cli.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include requeued ones.")
+def dl_list(show_all):
+    """List dead letters."""
+    import sqlalchemy as sa
+    from bus.outbox import dead_letters as t
+    q = sa.select(t).order_by(t.c.id)
+    if not show_all:
+        q = q.where(t.c.status == "dead")
+    with _ext().db.transaction() as conn:
+        rows = conn.execute(q).fetchall()
+    if not rows:
+        click.echo("no dead letters")
+    for r in rows:
+        click.echo(f"{r.id}\t{r.status}\t{r.consumer_group}\t{r.stream}#{r.seq}\t{r.type}\t"
+                   f"attempts={r.attempts}\t{r.failed_at:%Y-%m-%dT%H:%M:%S}Z\t{r.error[:120]}")
+
+
+@dl_cli.command("requeue")
+@click.argument("dead_letter_id", type=int)
+def dl_requeue(dead_letter_id):
+    """Run a dead letter's handler again now."""
+    import sqlalchemy as sa
+    from bus.consumer import requeue, stream_of
+    from bus.outbox import dead_letters as t
+    ext = _ext()
+    with ext.db.transaction() as conn:
+        row = conn.execute(sa.select(t.c.consumer_group).where(t.c.id == dead_letter_id)).first()
+    if row is None:
+        raise click.ClickException(f"no dead letter {dead_letter_id}")
+    subs = ext.plugins.subscriptions().get(row.consumer_group, {})
+    handlers = {stream_of(k)[1]: fn for k, fn in subs.items()}
+    requeue(ext.db, dead_letter_id, handlers)
+    click.echo(f"requeued {dead_letter_id}")
+
+
+cli = FlaskGroup(create_app=_create_app, add_default_commands=False, set_debug_flag=False,
+                 load_dotenv=False, help="tradeloop: the back end for an options trader's desk.")
+for command in (serve, db_cli, users_cli, plugins_cmd, relay_cmd, worker_cmd, dl_cli):
+    cli.add_command(command)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        from gevent import monkey
+        monkey.patch_all()
+    cli.main(args=argv, prog_name="tradeloop")

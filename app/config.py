@@ -1,0 +1,62 @@
+"""Settings from environment variables, with embedded defaults.
+
+Every backend is chosen by one setting: ``DATABASE_URL`` (SQLite file by default),
+``REDIS_URL`` (in-process cache when unset) and ``KAFKA_BOOTSTRAP_SERVERS`` (in-process bus
+when unset). Nothing else in the code branches on which backend is in use.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+
+DEFAULTS = {
+    "DATABASE_URL": "sqlite:///tradeloop.db",
+    "REDIS_URL": None,
+    "KAFKA_BOOTSTRAP_SERVERS": None,
+    # None = every installed plugin; else a list of names (or dotted module paths).
+    "TRADELOOP_PLUGINS": None,
+    "SECRET_KEY": None,
+    "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
+    # How long a request with an Idempotency-Key that is in flight elsewhere waits for the
+    # first one to finish (and is then answered with its response) before getting 409.
+    "IDEMPOTENCY_WAIT_SECONDS": 5.0,
+    "IDEMPOTENCY_LOCK_SECONDS": 60,
+    "SSE_HEARTBEAT_SECONDS": 15.0,
+    "SSE_RETRY_MS": 3000,
+    "SSE_POLL_SECONDS": 0.5,
+    "KAFKA_CLIENT_ID": "tradeloop",
+    "KAFKA_TOPIC_PREFIX": "",
+    "CONSUMER_MAX_ATTEMPTS": 5,
+    "CONSUMER_BACKOFF_SECONDS": 0.2,
+    "PAGE_SIZE_MAX": 500,
+}
+
+
+def _parse(name: str, raw: str):
+    default = DEFAULTS.get(name)
+    if name == "TRADELOOP_PLUGINS":
+        return [p.strip() for p in raw.split(",") if p.strip()]
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def load(overrides: dict | None = None) -> dict:
+    """Defaults, then environment variables, then explicit overrides (tests, CLI)."""
+    config = dict(DEFAULTS)
+    for name in DEFAULTS:
+        raw = os.environ.get(name)
+        if raw not in (None, ""):
+            config[name] = _parse(name, raw)
+    if overrides:
+        config.update(overrides)
+    if isinstance(config.get("TRADELOOP_PLUGINS"), str):
+        config["TRADELOOP_PLUGINS"] = _parse("TRADELOOP_PLUGINS", config["TRADELOOP_PLUGINS"])
+    if not config.get("SECRET_KEY"):
+        # Per-process secret: browser sessions end on restart unless SECRET_KEY is set.
+        config["SECRET_KEY"] = secrets.token_hex(32)
+    return config

@@ -1,0 +1,45 @@
+"""Marshmallow fields every plugin uses for the project's conventions: times are UTC ISO-8601
+with milliseconds and a ``Z``; money is a Decimal carried as a JSON string, never a float."""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+from marshmallow import ValidationError, fields
+
+from bus.envelope import iso
+from bus.sql import to_ms
+
+
+class UtcDateTime(fields.DateTime):
+    """``2025-02-05T10:30:00.000Z``. Input may carry any offset (converted to UTC); a time
+    without an offset is taken as UTC."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return iso(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        result = super()._deserialize(value, attr, data, **kwargs)
+        return to_ms(result)
+
+
+class Money(fields.Decimal):
+    """A Decimal as a JSON string (``"12.5000"``); accepts strings or numbers on input and
+    refuses NaN/Infinity."""
+
+    def __init__(self, places: int | None = 4, **kwargs):
+        kwargs.setdefault("as_string", True)
+        kwargs.setdefault("allow_nan", False)
+        super().__init__(places=places, rounding=decimal.ROUND_HALF_EVEN, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise ValidationError("Not a valid number.")
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if result is not None and abs(result) >= decimal.Decimal("1e13"):
+            raise ValidationError("Too large.")
+        return result

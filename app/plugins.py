@@ -1,0 +1,98 @@
+"""The pluggy manager: entry-point discovery, per-deployment choice, clash detection.
+
+``TRADELOOP_PLUGINS`` names the plugins to enable (entry-point names, or dotted module paths
+for plugins that are not installed, such as the small ones under tests/). Unset means every
+installed plugin. A plugin that is not enabled is never imported, so it contributes nothing.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from collections.abc import Iterable
+
+import pluggy
+
+from app import hookspecs
+
+ENTRY_POINT_GROUP = "tradeloop.plugins"
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded, or two plugins claim the same thing."""
+
+
+def installed() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+class Plugins:
+    def __init__(self, enabled: Iterable[str] | None = None):
+        self.pm = pluggy.PluginManager("tradeloop")
+        self.pm.add_hookspecs(hookspecs.HookSpecs)
+        available = installed()
+        names = list(available) if enabled is None else list(enabled)
+        self.names: list[str] = []
+        for name in names:
+            if name in available:
+                try:
+                    module = available[name].load()
+                except Exception as exc:
+                    raise PluginError(f"plugin {name!r} failed to load: {exc}") from exc
+            elif "." in name or ":" in name:
+                modname, _, attr = name.partition(":")
+                module = importlib.import_module(modname)
+                if attr:
+                    module = getattr(module, attr)
+                name = getattr(module, "PLUGIN_NAME", modname.rsplit(".", 1)[-1])
+            else:
+                raise PluginError(f"unknown plugin {name!r}; installed: {', '.join(sorted(available)) or 'none'}")
+            if name in self.names:
+                raise PluginError(f"plugin {name!r} enabled twice")
+            self.pm.register(module, name=name)
+            self.names.append(name)
+
+    def call(self, hook: str, **kwargs) -> list[tuple[str, object]]:
+        """Call a hook on every enabled plugin; return ``[(plugin_name, result)]`` in
+        registration order, skipping ``None`` results."""
+        caller = getattr(self.pm.hook, hook)
+        results = []
+        for impl in reversed(caller.get_hookimpls()):  # pluggy keeps them last-registered-first
+            args = {k: kwargs[k] for k in impl.argnames}
+            value = impl.function(**args)
+            if value is not None:
+                results.append((impl.plugin_name, value))
+        return results
+
+    def collect_unique(self, hook: str, what: str, key, **kwargs) -> list[tuple[str, object]]:
+        """Flatten list results of a hook and fail on two plugins claiming the same ``key``."""
+        owners: dict = {}
+        out = []
+        for plugin, values in self.call(hook, **kwargs):
+            for value in values:
+                k = key(value)
+                if k in owners:
+                    raise PluginError(f"{what} {k!r} is claimed by both {owners[k]!r} and {plugin!r}")
+                owners[k] = plugin
+                out.append((plugin, value))
+        return out
+
+    def tables(self) -> dict[str, str]:
+        """table name -> owning plugin (clash = start-up error)."""
+        owners: dict[str, str] = {}
+        for plugin, value in self.call("register_tables"):
+            tables = value.tables.values() if hasattr(value, "tables") else value
+            for t in tables:
+                if t.name in owners:
+                    raise PluginError(f"table {t.name!r} is claimed by both {owners[t.name]!r} and {plugin!r}")
+                owners[t.name] = plugin
+        return owners
+
+    def subscriptions(self) -> dict[str, dict]:
+        """plugin (= consumer group) -> {subscription: handler}."""
+        return {plugin: dict(subs) for plugin, subs in self.call("register_subscriptions") if subs}
+
+    def first_veto_list(self, hook: str, **kwargs) -> list:
+        out = []
+        for _plugin, vetoes in self.call(hook, **kwargs):
+            out.extend(vetoes)
+        return out

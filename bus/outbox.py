@@ -1,0 +1,247 @@
+"""The transactional outbox and the gapless, commit-ordered stream positions.
+
+``emit(conn, ...)`` writes an event in the caller's transaction, so an event exists exactly
+when the state change it describes does. Positions come from a per-stream counter row bumped
+inside that same transaction: ``UPDATE bus_streams SET last_seq = last_seq + n``. The row lock
+it takes is held until commit, so a second writer of the stream waits, and positions are
+handed out in commit order with no gaps (a rolled-back writer's bump rolls back with it).
+A reader polling ``seq > last_seen`` therefore never skips an event — unlike an
+auto-increment id, which InnoDB assigns at insert time, before commit order is known.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bus.envelope import Event, dumps
+from bus.sql import UtcDateTime, is_duplicate_key, on_commit, utcnow
+
+metadata = sa.MetaData()
+
+streams = sa.Table(
+    "bus_streams", metadata,
+    sa.Column("stream", sa.String(120), primary_key=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, default=0),
+)
+
+outbox = sa.Table(
+    "bus_outbox", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(120), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("aggregate_type", sa.String(60), nullable=False),
+    sa.Column("aggregate_id", sa.String(64), nullable=False),
+    sa.Column("aggregate_version", sa.Integer),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("user_id", sa.Integer),
+    sa.Column("schema_version", sa.Integer, nullable=False, default=1),
+    sa.Column("payload", sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False),
+    sa.UniqueConstraint("stream", "seq", name="uq_bus_outbox_stream_seq"),
+    sa.Index("ix_bus_outbox_stream_user_seq", "stream", "user_id", "seq"),
+    sa.Index("ix_bus_outbox_aggregate", "aggregate_id", "stream", "seq"),
+)
+
+# Where a publisher (the relay) has got to in each stream, per destination.
+cursors = sa.Table(
+    "bus_cursors", metadata,
+    sa.Column("name", sa.String(120), primary_key=True),
+    sa.Column("stream", sa.String(120), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False, default=0),
+)
+
+# Consumer-side: one row per (group, event) handled, written in the handler's transaction.
+processed = sa.Table(
+    "bus_processed", metadata,
+    sa.Column("consumer_group", sa.String(120), primary_key=True),
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("processed_at", UtcDateTime, nullable=False),
+)
+
+dead_letters = sa.Table(
+    "bus_dead_letters", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("consumer_group", sa.String(120), nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("stream", sa.String(120), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("envelope", sa.Text().with_variant(sa.dialects.mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False),
+    sa.Column("failed_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, default="dead"),  # dead | requeued
+    sa.Index("ix_bus_dead_letters_group_status", "consumer_group", "status"),
+)
+
+
+# -- commit notifications (in-process; the host adds a cross-process one) -------------
+_listeners: list = []
+_listeners_lock = threading.Lock()
+
+
+def add_commit_listener(fn) -> None:
+    """``fn(stream_names)`` is called after any transaction that emitted events commits."""
+    with _listeners_lock:
+        _listeners.append(fn)
+
+
+def remove_commit_listener(fn) -> None:
+    with _listeners_lock:
+        if fn in _listeners:
+            _listeners.remove(fn)
+
+
+def _notify(conn: Connection, stream: str) -> None:
+    pending = conn.info.get("bus_emitted")
+    if pending is None:
+        pending = conn.info["bus_emitted"] = set()
+
+        def fire():
+            names = conn.info.pop("bus_emitted", set())
+            for fn in list(_listeners):
+                fn(names)
+        on_commit(conn, fire)
+    pending.add(stream)
+
+
+# -- positions -------------------------------------------------------------------------
+def ensure_streams(conn: Connection, names: Iterable[str]) -> None:
+    """Create counter rows for streams (idempotent; done at start-up and on first emit)."""
+    existing = {r[0] for r in conn.execute(sa.select(streams.c.stream))}
+    for name in names:
+        if name not in existing:
+            try:
+                with conn.begin_nested():
+                    conn.execute(streams.insert().values(stream=name, last_seq=0))
+            except sa.exc.IntegrityError as exc:
+                if not is_duplicate_key(exc):
+                    raise
+
+
+def reserve(conn: Connection, stream: str, n: int = 1) -> int:
+    """Bump the stream's counter by ``n`` inside this transaction; return the first position.
+
+    The UPDATE takes the row lock that orders commits (see the module docstring)."""
+    for _ in range(2):
+        bumped = conn.execute(
+            streams.update().where(streams.c.stream == stream).values(last_seq=streams.c.last_seq + n)
+        ).rowcount
+        if bumped:
+            last = conn.execute(sa.select(streams.c.last_seq).where(streams.c.stream == stream)).scalar_one()
+            return last - n + 1
+        ensure_streams(conn, [stream])
+    raise RuntimeError(f"could not reserve a position in stream {stream!r}")
+
+
+# -- writing ---------------------------------------------------------------------------
+def emit(conn: Connection, stream: str, type: str, *, aggregate_type: str, aggregate_id: str,
+         aggregate_version: int | None, payload: dict, user_id: int | None,
+         occurred_at: dt.datetime | None = None, schema_version: int = 1,
+         event_id: str | None = None) -> Event:
+    """Write one event to the outbox in the caller's transaction and return it."""
+    return emit_many(conn, stream, [dict(
+        type=type, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
+        aggregate_version=aggregate_version, payload=payload, user_id=user_id,
+        occurred_at=occurred_at, schema_version=schema_version, event_id=event_id)])[0]
+
+
+def emit_many(conn: Connection, stream: str, specs: Sequence[dict]) -> list[Event]:
+    """Write several events to one stream with one counter bump and one multi-row insert."""
+    if not specs:
+        return []
+    first = reserve(conn, stream, len(specs))
+    now = utcnow()
+    events, rows = [], []
+    for i, spec in enumerate(specs):
+        ev = Event(
+            event_id=spec.get("event_id") or str(uuid.uuid4()),
+            event_seq=first + i,
+            stream=stream,
+            type=spec["type"],
+            aggregate_type=spec["aggregate_type"],
+            aggregate_id=str(spec["aggregate_id"]),
+            aggregate_version=spec.get("aggregate_version"),
+            occurred_at=spec.get("occurred_at") or now,
+            recorded_at=now,
+            user_id=spec.get("user_id"),
+            schema_version=spec.get("schema_version") or 1,
+            payload=spec.get("payload") or {},
+        )
+        events.append(ev)
+        rows.append(row_of(ev))
+    conn.execute(outbox.insert(), rows)
+    _notify(conn, stream)
+    return events
+
+
+def row_of(ev: Event) -> dict:
+    return dict(stream=ev.stream, seq=ev.event_seq, event_id=ev.event_id, type=ev.type,
+                aggregate_type=ev.aggregate_type, aggregate_id=ev.aggregate_id,
+                aggregate_version=ev.aggregate_version, occurred_at=ev.occurred_at,
+                recorded_at=ev.recorded_at, user_id=ev.user_id,
+                schema_version=ev.schema_version, payload=dumps(ev.payload))
+
+
+def event_of(row) -> Event:
+    import json
+    m = row._mapping
+    return Event(event_id=m["event_id"], event_seq=int(m["seq"]), stream=m["stream"], type=m["type"],
+                 aggregate_type=m["aggregate_type"], aggregate_id=m["aggregate_id"],
+                 aggregate_version=m["aggregate_version"], occurred_at=m["occurred_at"],
+                 recorded_at=m["recorded_at"], user_id=m["user_id"],
+                 schema_version=m["schema_version"], payload=json.loads(m["payload"]))
+
+
+# -- reading ---------------------------------------------------------------------------
+def read(conn: Connection, stream: str, after_seq: int = 0, *, user_id: int | None = None,
+         limit: int = 1000, aggregate_id: str | None = None) -> list[Event]:
+    """Events of a stream with ``seq > after_seq`` in order (optionally one user's/aggregate's)."""
+    q = sa.select(outbox).where(outbox.c.stream == stream, outbox.c.seq > after_seq)
+    if user_id is not None:
+        q = q.where(outbox.c.user_id == user_id)
+    if aggregate_id is not None:
+        q = q.where(outbox.c.aggregate_id == aggregate_id)
+    q = q.order_by(outbox.c.seq).limit(limit)
+    return [event_of(r) for r in conn.execute(q)]
+
+
+def read_many(conn: Connection, positions: dict[str, int], limit: int = 1000) -> list[Event]:
+    """Events after each stream's position, several streams in one query."""
+    if not positions:
+        return []
+    cond = sa.or_(*[sa.and_(outbox.c.stream == s, outbox.c.seq > p) for s, p in positions.items()])
+    q = sa.select(outbox).where(cond).order_by(outbox.c.stream, outbox.c.seq).limit(limit)
+    return [event_of(r) for r in conn.execute(q)]
+
+
+def head(conn: Connection, stream: str) -> int:
+    """The last committed position of a stream (0 when empty)."""
+    v = conn.execute(sa.select(streams.c.last_seq).where(streams.c.stream == stream)).scalar()
+    return int(v or 0)
+
+
+def get_cursor(conn: Connection, name: str, stream: str) -> int:
+    v = conn.execute(sa.select(cursors.c.seq).where(cursors.c.name == name, cursors.c.stream == stream)).scalar()
+    return int(v or 0)
+
+
+def set_cursor(conn: Connection, name: str, stream: str, seq: int) -> None:
+    done = conn.execute(cursors.update().where(cursors.c.name == name, cursors.c.stream == stream)
+                        .values(seq=seq)).rowcount
+    if not done:
+        try:
+            with conn.begin_nested():
+                conn.execute(cursors.insert().values(name=name, stream=stream, seq=seq))
+        except sa.exc.IntegrityError as exc:
+            if not is_duplicate_key(exc):
+                raise
+            conn.execute(cursors.update().where(cursors.c.name == name, cursors.c.stream == stream)
+                         .values(seq=seq))

@@ -1,0 +1,214 @@
+"""``notes``: the tests' plugin. A versioned, user-owned resource with events, an SSE stream,
+a bus handler, a CLI command, a health check and both veto hooks (driven by config)."""
+from __future__ import annotations
+
+import os
+import time
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from app import conn, errors, requires_if_match, user
+from app.concurrency import if_match_version, versioned_update
+from app import fields as tf
+from app.db import Money, UtcDateTime, new_id, utcnow
+from app.hookspecs import SSEStream, Topic, Veto, hookimpl
+from bus import outbox
+from bus.consumer import batch
+
+PLUGIN_NAME = "notes"
+metadata = sa.MetaData()
+notes = sa.Table(
+    "test_notes", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False, index=True),
+    sa.Column("title", sa.String(100), nullable=False),
+    sa.Column("amount", Money(), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+note_stats = sa.Table(
+    "test_note_stats", metadata,
+    sa.Column("user_id", sa.Integer, primary_key=True),
+    sa.Column("created", sa.Integer, nullable=False),
+)
+
+
+class NoteIn(Schema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    amount = fields.Decimal(places=4, as_string=True, allow_none=True, validate=validate.Range(min=0))
+    sleep = fields.Float(load_default=0, validate=validate.Range(min=0, max=5),
+                         metadata={"description": "test only: hold the request this long"})
+    fail = fields.Boolean(load_default=False, metadata={"description": "test only: fail after writing"})
+
+
+class NotePatch(Schema):
+    title = fields.String(validate=validate.Length(min=1, max=100))
+    amount = fields.Decimal(places=4, as_string=True, allow_none=True, validate=validate.Range(min=0))
+
+
+class Note(Schema):
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    amount = tf.Money(allow_none=True)
+    version = fields.Integer(required=True)
+    created_at = tf.UtcDateTime(required=True)
+
+
+class NoteCreated(Schema):
+    """A note was created."""
+    id = fields.String()
+    title = fields.String()
+
+
+# -- service (no Flask) -----------------------------------------------------------------
+def create_note(c, user_id: int, data: dict) -> dict:
+    row = dict(id=new_id(), user_id=user_id, title=data["title"], amount=data.get("amount"),
+               version=1, created_at=utcnow())
+    c.execute(notes.insert().values(**row))
+    if data.get("sleep"):
+        time.sleep(data["sleep"])
+    outbox.emit(c, "notes.events", "NoteCreated", aggregate_type="note", aggregate_id=row["id"],
+                aggregate_version=1, payload={"id": row["id"], "title": row["title"]}, user_id=user_id)
+    if data.get("fail"):
+        raise RuntimeError("asked to fail after writing")
+    return row
+
+
+def get_note(c, user_id: int, note_id: str) -> dict | None:
+    r = c.execute(sa.select(notes).where(notes.c.id == note_id, notes.c.user_id == user_id)).first()
+    return dict(r._mapping) if r else None
+
+
+def update_note(c, user_id: int, note_id: str, data: dict, expected: int) -> dict:
+    values = {k: v for k, v in data.items() if k in ("title", "amount")}
+    version = versioned_update(c, notes, id_value=note_id, user_id=user_id, expected=expected,
+                               values=values, current=lambda: get_note(c, user_id, note_id))
+    outbox.emit(c, "notes.events", "NoteUpdated", aggregate_type="note", aggregate_id=note_id,
+                aggregate_version=version, payload=values, user_id=user_id)
+    return get_note(c, user_id, note_id)
+
+
+@batch
+def on_note_created(c, events):
+    if os.environ.get("NOTES_HANDLER_FAIL") == "1":
+        raise RuntimeError("handler told to fail")
+    for ev in events:
+        done = c.execute(note_stats.update().where(note_stats.c.user_id == ev.user_id)
+                         .values(created=note_stats.c.created + 1)).rowcount
+        if not done:
+            c.execute(note_stats.insert().values(user_id=ev.user_id, created=1))
+
+
+# -- HTTP -------------------------------------------------------------------------------
+blp = Blueprint("notes", __name__, url_prefix="/api/notes", description="Test notes.")
+
+
+@blp.route("")
+class Notes(MethodView):
+    @blp.arguments(NoteIn)
+    @blp.response(201, Note)
+    def post(self, data):
+        """Create a note."""
+        return create_note(conn(), user().id, data)
+
+
+@blp.route("/<note_id>")
+class OneNote(MethodView):
+    @blp.response(200, Note)
+    def get(self, note_id):
+        """Get a note."""
+        note = get_note(conn(), user().id, note_id)
+        if note is None:
+            raise errors.NotFound("note not found")
+        return note
+
+    @requires_if_match
+    @blp.arguments(NotePatch)
+    @blp.response(200, Note)
+    def patch(self, data, note_id):
+        """Change a note (If-Match)."""
+        return update_note(conn(), user().id, note_id, data, expected=if_match_version())
+
+
+@blp.route("/echo")
+class Echo(MethodView):
+    @blp.response(200)
+    def post(self):
+        """Trivial JSON endpoint (the benchmark's baseline)."""
+        return {"ok": True}
+
+
+# -- hooks ------------------------------------------------------------------------------
+@hookimpl
+def register_blueprints(app):
+    return [blp]
+
+
+@hookimpl
+def register_tables():
+    return metadata
+
+
+@hookimpl
+def register_migrations():
+    return ("notes", os.path.join(os.path.dirname(__file__), "migrations"))
+
+
+@hookimpl
+def register_topics():
+    return [Topic("notes.events", "Test notes' domain events.", {"NoteCreated": NoteCreated, "NoteUpdated": NotePatch})]
+
+
+@hookimpl
+def register_subscriptions():
+    return {"notes.NoteCreated": on_note_created}
+
+
+@hookimpl
+def register_sse_streams():
+    return [SSEStream("/sse/notes", "notes.events", "Your notes' events.")]
+
+
+@click.command("notes-count")
+def notes_count():
+    """Print how many notes exist."""
+    ext = current_app.extensions["tradeloop"]
+    with ext.db.transaction() as c:
+        click.echo(c.execute(sa.select(sa.func.count()).select_from(notes)).scalar())
+
+
+@hookimpl
+def register_commands():
+    return [notes_count]
+
+
+@hookimpl
+def health_checks(app):
+    return {"notes_table": lambda: (True, "ok")}
+
+
+@hookimpl
+def check_order_allowed(conn, user_id, order):
+    if current_app.config.get("NOTES_VETO"):
+        return [Veto("notes_veto", "notes says no", {"order": order.get("order_id")})]
+    return []
+
+
+@hookimpl
+def scoring_mode(conn, user_id):
+    return "rules_only" if current_app.config.get("NOTES_RULES_ONLY") else None
+
+
+@hookimpl
+def load_demo_data(conn, user_id):
+    create_note(conn, user_id, {"title": "demo note"})
+
+
+@hookimpl
+def app_ready(app):
+    app.config["NOTES_READY"] = True
