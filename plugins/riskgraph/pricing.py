@@ -454,14 +454,40 @@ def _book(legs: Sequence[Leg], spot, r, q, valuation_date, iv=None) -> _Book:
                  leg_iv, leg_years)
 
 
+# Dates are evaluated in blocks of at most this many (date, leg, price) points so that the
+# few temporaries stay small and are reused by the allocator: on the benchmark (4 legs x
+# 10 dates x 1,001 prices) one 40k-point pass was ~1.6x slower, the time going to page
+# faults on freshly mapped buffers; blocks of 8k-25k points were the fastest.
+_BLOCK_POINTS = 24576
+
+
 def _option_curves(S, logS, inv_S, strike, tau, sigma, call, weight, r, q, greeks):
     """Sum over option legs of value (and Greeks) on a grid, for several dates at once.
 
     S, logS, inv_S: (P,); strike, sigma, call, weight: (L,); tau: (D, L) years left.
-    Returns (D, P) arrays. Calls are priced directly and puts by put-call parity, whose
-    correction is linear in S, so it is added once per date after summing the legs. The
-    leg sums are batched matrix products ((D,k,L) @ (D,L,P)), so the only (D,L,P)-sized
-    work is d1, d2, N(d1), N(d2) and, for Greeks, the normal density.
+    Returns (D, P) arrays, computed in blocks of dates (see ``_BLOCK_POINTS``).
+    """
+    D, L = tau.shape
+    per_block = max(1, _BLOCK_POINTS // max(1, L * S.size))
+    blocks = -(-D // per_block)
+    per_block = -(-D // blocks)  # even blocks
+    names = ("value", "delta", "gamma", "theta", "vega", "rho") if greeks else ("value",)
+    out = {name: np.empty((D, S.size)) for name in names}
+    for start in range(0, D, per_block):
+        part = _option_block(S, logS, inv_S, strike, tau[start:start + per_block], sigma,
+                             call, weight, r, q, greeks)
+        for name in names:
+            out[name][start:start + per_block] = part[name]
+    return out
+
+
+def _option_block(S, logS, inv_S, strike, tau, sigma, call, weight, r, q, greeks):
+    """``_option_curves`` for one block of dates, all legs and prices in one pass.
+
+    Calls are priced directly and puts by put-call parity, whose correction is linear in S,
+    so it is added once per date after summing the legs. The leg sums are batched matrix
+    products ((D,k,L) @ (D,L,P)), so the only (D,L,P)-sized work is d1, d2, N(d1), N(d2)
+    and, for Greeks, the normal density.
     """
     tau = np.maximum(tau, 0.0)
     sqt = np.sqrt(tau)
@@ -564,14 +590,21 @@ def _expiry_pnl(book, x):
 
 
 def _grid_roots(S, y, tol):
-    """Zeros of a sampled curve: grid points at ~0 plus linear interpolation of sign changes."""
+    """Zeros of sampled curves y (..., P): grid points at ~0 plus linear interpolation
+    between the two grid points of each sign change. Returns a sorted list per curve."""
+    y = np.atleast_2d(y)
     zero = np.abs(y) <= tol
     sign = np.where(zero, 0.0, np.sign(y))
-    a, b = sign[:-1], sign[1:]
-    cross = np.flatnonzero(a * b < 0)
-    x0, x1, y0, y1 = S[cross], S[cross + 1], y[cross], y[cross + 1]
-    roots = np.concatenate([S[zero], x0 - y0 * (x1 - x0) / (y1 - y0)])
-    return np.unique(roots)
+    row, col = np.nonzero(sign[:, :-1] * sign[:, 1:] < 0)
+    x0, x1, y0, y1 = S[col], S[col + 1], y[row, col], y[row, col + 1]
+    cross = x0 - y0 * (x1 - x0) / (y1 - y0)
+    zrow, zcol = np.nonzero(zero)
+    rows = np.concatenate([row, zrow])
+    roots = np.concatenate([cross, S[zcol]])
+    order = np.lexsort((roots, rows))
+    rows, roots = rows[order], roots[order]
+    cuts = np.searchsorted(rows, np.arange(1, y.shape[0]))
+    return [part.tolist() for part in np.split(roots, cuts)]
 
 
 def _lognormal_cdf(x, spot, drift, sigma, T):
@@ -663,7 +696,7 @@ def _expiry(book, spot, r, q, pop_iv, drift, grid):
         tau_left = np.maximum(book.years - T, 0.0)
         slope = float((book.weight * book.call * np.exp(-q * tau_left)).sum()) \
             + book.linear_weight
-        roots = [float(x) for x in _grid_roots(S, curve, tol)]
+        roots = _grid_roots(S, curve, tol)[0]
         extremes = curve
         last_node = float(S[-1])
 
@@ -774,7 +807,8 @@ def _greeks_at_spot(book, spot, r, q):
     return {"legs": rows, "total": total}
 
 
-_CURVE_KEYS = ("value", "pnl", "delta", "gamma", "theta", "vega", "rho")
+# value = pnl + net_debit, so only the P&L is sent
+_CURVE_KEYS = ("pnl", "delta", "gamma", "theta", "vega", "rho")
 
 
 def _analysis(book, S, days, spot, r, q, valuation_date, greek_curves, pop_iv, drift):
@@ -786,14 +820,15 @@ def _analysis(book, S, days, spot, r, q, valuation_date, greek_curves, pop_iv, d
         exp_curve = _expiry_pnl(book, S)
     tol = 1e-9 * max(1.0, abs(book.net_debit))
     vdate = _as_date(valuation_date, "valuation_date") if valuation_date is not None else None
+    lists = {key: curves[key].tolist() for key in _CURVE_KEYS if key in curves}
+    breakevens = _grid_roots(S, curves["pnl"], tol)
     per_date = []
-    for i, n in enumerate(days):
-        row = {"days": float(n),
-               "date": (vdate + dt.timedelta(days=float(n))).isoformat() if vdate else None}
-        for key in _CURVE_KEYS:
-            if key in curves:
-                row[key] = curves[key][i].tolist()
-        row["breakevens"] = _grid_roots(S, curves["pnl"][i], tol).tolist()
+    for i, n in enumerate(days.tolist()):
+        row = {"days": n,
+               "date": (vdate + dt.timedelta(days=n)).isoformat() if vdate else None}
+        for key, rows in lists.items():
+            row[key] = rows[i]
+        row["breakevens"] = breakevens[i]
         per_date.append(row)
     exp_days = T * DAYS_PER_YEAR
     result = {
@@ -811,7 +846,7 @@ def _analysis(book, S, days, spot, r, q, valuation_date, greek_curves, pop_iv, d
 
 def analyze_many(leg_sets: Sequence[Sequence[Leg]], spot, r=0.0, q=0.0, valuation_date=None,
                  *, grid=None, dates=(0,), points=1001, width_sigmas=3.0, bounds=None,
-                 iv=None, pop_iv=None, drift=None, greek_curves=True) -> dict:
+                 iv=None, pop_iv=None, drift=None, greek_curves=False) -> dict:
     """``analyze`` for several strategies overlaid on one price grid.
 
     The grid (unless given) spans every strategy's legs. Returns ``{"spot", "r", "q",
@@ -846,7 +881,7 @@ def analyze_many(leg_sets: Sequence[Sequence[Leg]], spot, r=0.0, q=0.0, valuatio
 
 def analyze(legs: Sequence[Leg], spot, r=0.0, q=0.0, valuation_date=None, *, grid=None,
             dates=(0,), points=1001, width_sigmas=3.0, bounds=None, iv=None, pop_iv=None,
-            drift=None, greek_curves=True) -> dict:
+            drift=None, greek_curves=False) -> dict:
     """Full risk picture of one position as a JSON-ready dict.
 
     ``dates``: calendar days after ``valuation_date`` (or dates) to draw T+n curves for;
@@ -854,8 +889,11 @@ def analyze(legs: Sequence[Leg], spot, r=0.0, q=0.0, valuation_date=None, *, gri
     legs without one (otherwise implied from the leg's premium); ``pop_iv``/``drift``: see
     ``expiry_profile``.
 
+    ``greek_curves``: also send the position Greeks along the grid for every date.
+
     Keys: spot, r, q, valuation_date, grid, units (``GREEK_UNITS``), net_debit,
-    curves (per date: days, date, value, pnl, delta, gamma, theta, vega, rho, breakevens),
+    curves (per date: days, date, pnl, breakevens, and with ``greek_curves`` delta, gamma,
+    theta, vega, rho; position value = pnl + net_debit),
     expiry (days, date, years, pnl, exact), greeks (legs: per_unit/position; total),
     breakevens, max_profit, max_profit_unbounded, max_loss, max_loss_unbounded,
     profit_ranges, pop, pop_iv, pop_drift.

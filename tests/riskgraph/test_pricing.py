@@ -476,3 +476,19 @@ def test_missing_iv_is_implied_from_the_premium():
     assert res["greeks"]["legs"][0]["iv"] == pytest.approx(0.31, abs=1e-8)
     with pytest.raises(P.InvalidLeg, match="iv"):
         P.analyze([P.Leg("option", "put", 95, 0.2, 1)], 100.0, 0.01, 0.0)
+
+
+def test_greek_curves_on_request():
+    legs = _iron_condor()
+    spot, r, q = 100.0, 0.03, 0.01
+    plain = P.analyze(legs, spot, r, q, dates=[0, 20])
+    assert "delta" not in plain["curves"][0]
+    res = P.analyze(legs, spot, r, q, dates=[0, 20], greek_curves=True)
+    S = np.array(res["grid"])
+    for i, n in enumerate([0, 20]):
+        T = 45 / 365 - n / 365
+        for pi in (0, 333, 700, 1000):
+            for g in ("delta", "gamma", "theta", "vega", "rho"):
+                want = sum(leg.quantity * 100 * ref_greek(g, leg.right, S[pi], leg.strike, T,
+                                                          r, q, leg.iv) for leg in legs)
+                assert res["curves"][i][g][pi] == pytest.approx(want, rel=1e-9, abs=1e-8)
