@@ -7,6 +7,7 @@ transaction) and ``user()`` (the signed-in user) and call service functions.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -100,6 +101,9 @@ class Tradeloop:
         self.config = cfg
         self.db = Database(cfg["DATABASE_URL"])
         self.cache = cache_from_url(cfg.get("REDIS_URL"))
+        # Cache keys and pub/sub channels are namespaced by deployment (its database).
+        self.namespace = cfg.get("CACHE_NAMESPACE") or hashlib.sha256(
+            self.db.url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
         self.plugins = Plugins(cfg.get("TRADELOOP_PLUGINS"))
         self.table_owners = self.plugins.tables()
         self.topics = self.plugins.collect_unique("register_topics", "topic", key=lambda t: t.name)

@@ -75,14 +75,14 @@ def authenticate(db) -> User | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise errors.Unauthorized("Authorization must be 'Bearer <token>'")
-        with db.transaction() as conn:
+        with db.read() as conn:
             user = user_by_token(conn, token.strip())
         if user is None:
             raise errors.Unauthorized("unknown or revoked token", code="invalid_token")
         return user
     uid = session.get("uid")
     if uid:
-        with db.transaction() as conn:
+        with db.read() as conn:
             return user_by_id(conn, uid)
     return None
 

@@ -16,6 +16,8 @@ DEFAULTS = {
     # None = every installed plugin; else a list of names (or dotted module paths).
     "TRADELOOP_PLUGINS": None,
     "SECRET_KEY": None,
+    # Prefix for cache keys; default: derived from DATABASE_URL (one namespace per deployment).
+    "CACHE_NAMESPACE": None,
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
     # How long a request with an Idempotency-Key that is in flight elsewhere waits for the
     # first one to finish (and is then answered with its response) before getting 409.

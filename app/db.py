@@ -11,6 +11,7 @@ Decimal in storage and in Python (never a float); ``JSONType`` is JSON.
 from __future__ import annotations
 
 import contextlib
+import time
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -22,6 +23,9 @@ from bus.sql import (  # noqa: F401  (re-exported: plugins import types from app
     to_ms, utcnow, uuid_column,
 )
 
+SQLITE_LOCK_WAIT_SECONDS = 60.0
+
+
 class Database:
     """An engine plus the transaction helpers every layer uses."""
 
@@ -29,10 +33,11 @@ class Database:
         self.url = sa.engine.make_url(url)
         kwargs: dict = {"echo": echo, "future": True}
         if self.url.get_backend_name() == "sqlite":
-            # One connection per process: SQLite has a single writer, and its busy handler
-            # sleeps in C, which would stall a gevent loop; queueing on the pool does not.
-            kwargs.update(poolclass=QueuePool, pool_size=1, max_overflow=0, pool_timeout=60,
-                          connect_args={"check_same_thread": False, "timeout": 60})
+            # SQLite has one writer. Its busy handler sleeps in C, which would stall a gevent
+            # loop, so the busy timeout is 0 and writers retry BEGIN IMMEDIATE in Python
+            # (a cooperative sleep); readers use plain BEGIN, which WAL never blocks.
+            kwargs.update(poolclass=QueuePool, pool_size=8, max_overflow=0, pool_timeout=60,
+                          connect_args={"check_same_thread": False, "timeout": 0})
         else:
             kwargs.update(pool_size=10, max_overflow=40, pool_pre_ping=True, pool_recycle=3600,
                           isolation_level="READ COMMITTED")
@@ -66,6 +71,16 @@ class Database:
             conn.info.pop("after_commit", None)
             conn.close()
 
+    @contextlib.contextmanager
+    def read(self):
+        """A read-only transaction: on SQLite it never waits for a writer (WAL snapshot)."""
+        conn = self.engine.connect().execution_options(tl_readonly=True)
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.close()
+
     def dispose(self):
         self.engine.dispose()
 
@@ -75,13 +90,27 @@ def _sqlite_on_connect(dbapi_conn, record):
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA busy_timeout=0")
     cur.close()
 
 
 def _sqlite_on_begin(conn):
-    # BEGIN IMMEDIATE: take the write lock up front so two writers serialise instead of
-    # failing with "database is locked" when a reader upgrades.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    """Readers: BEGIN (deferred). Writers: BEGIN IMMEDIATE, taking the write lock up front
+    so two writers serialise instead of failing when a reader upgrades — retried here with a
+    cooperative sleep while another connection or process holds the lock."""
+    if conn.get_execution_options().get("tl_readonly"):
+        conn.exec_driver_sql("BEGIN")
+        return
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT_SECONDS
+    pause = 0.001
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except sa.exc.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
 

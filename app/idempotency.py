@@ -47,8 +47,10 @@ def fingerprint() -> str:
     return h.hexdigest()
 
 
-def _cache_key(user_id: int, key: str) -> str:
-    return f"tradeloop:idem:{user_id}:{hashlib.sha256(key.encode()).hexdigest()}"
+def _cache_key(ext, user_id: int, key: str) -> str:
+    """Namespaced by deployment (its database), so deployments sharing a Redis never see
+    each other's keys."""
+    return f"tradeloop:{ext.namespace}:idem:{user_id}:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def _record_from_row(row) -> dict | None:
@@ -82,31 +84,29 @@ def before_request(ext) -> Response | None:
                                 errors={"headers": {HEADER: ["must be 1-255 characters"]}})
     cfg = current_app.config
     user_id, fp = g.user.id, fingerprint()
-    ck = _cache_key(user_id, key)
+    ck = _cache_key(ext, user_id, key)
     deadline = time.monotonic() + float(cfg["IDEMPOTENCY_WAIT_SECONDS"])
-    locked = False
     while True:
         try:
             cached = ext.cache.get(ck)
             if cached:
                 return _replay(json.loads(cached), fp)
-        except CacheUnavailable:
-            pass
-        record = _lookup(ext.db, user_id, key)
-        if record is not None:
-            _cache_put(ext, ck, record)
-            return _replay(record, fp)
-        try:
             locked = ext.cache.add(ck + ":lock", b"1", float(cfg["IDEMPOTENCY_LOCK_SECONDS"]))
         except CacheUnavailable:
-            locked = None  # no lock service: the primary key in the database serialises us
+            locked = None  # no cache: the record's primary key in the database serialises us
         if locked is not False:
             break
+        # Another request holds the key: wait for its answer to appear in the cache.
         if time.monotonic() >= deadline:
             raise errors.IdempotencyInFlight(
                 "a request with this Idempotency-Key is still in progress; retry shortly")
         time.sleep(0.02)
     g.idempotency = {"key": key, "fingerprint": fp, "cache_key": ck, "locked": bool(locked)}
+    record = _lookup(ext.db, user_id, key)  # the cache may have lost it; the record has not
+    if record is not None:
+        _cache_put(ext, ck, record)
+        _release(ext)
+        return _replay(record, fp)
     try:
         _claim(ext, user_id, key, fp)
     except _AlreadyDone as done:
@@ -121,7 +121,7 @@ class _AlreadyDone(Exception):
 
 
 def _lookup(db, user_id: int, key: str) -> dict | None:
-    with db.transaction() as conn:
+    with db.read() as conn:
         row = conn.execute(sa.select(idempotency_keys).where(
             idempotency_keys.c.user_id == user_id, idempotency_keys.c.idem_key == key,
             idempotency_keys.c.expires_at > utcnow())).first()

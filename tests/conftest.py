@@ -194,6 +194,7 @@ def app_factory(stack_config):
         if key not in _apps:
             app = create_app(cfg)
             app.testing = True
+            app.config["PROPAGATE_EXCEPTIONS"] = False  # answer 500 as a user would see it
             upgrade(app.extensions["tradeloop"], echo=None)
             _apps[key] = app
         return _apps[key]
