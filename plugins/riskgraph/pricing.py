@@ -377,9 +377,9 @@ def implied_volatility(price, S, K, T, r, q, right, *, tol=1e-12, max_iter=100,
     if bad.any() and on_error == "raise":
         i = int(np.flatnonzero(bad)[0])
         raise ImpliedVolatilityError(
-            f"price {price[i]!r} is outside the no-arbitrage bounds "
+            f"price {float(price[i])} is outside the no-arbitrage bounds "
             f"[{floor[i]:.6g}, {cap[i]:.6g}) for {'call' if call[i] else 'put'} "
-            f"S={S[i]!r} K={K[i]!r} T={T[i]!r}"
+            f"S={float(S[i])} K={float(K[i])} T={float(T[i])} (T must be > 0)"
             + (f" ({int(bad.sum())} of {bad.size} prices)" if bad.size > 1 else ""))
     out = out.reshape(shape)
     return float(out) if out.ndim == 0 else out
@@ -649,8 +649,11 @@ def expiry_profile(legs: Sequence[Leg], spot, r=0.0, q=0.0, valuation_date=None,
 
     POP = P(P&L > 0) = sum over the profit intervals (lo, hi) of F(hi) - F(lo), with F the
     lognormal CDF of S_T: drift ``drift`` (default r - q), volatility ``pop_iv`` (default:
-    the iv of the option leg whose strike is nearest the spot), horizon T = that expiry.
-    ``max_loss`` is the lowest P&L (negative for a loss).
+    the iv of the option leg whose strike is nearest the spot), horizon T = that expiry;
+    ``None`` for a position without options. ``max_loss`` is the lowest P&L (negative for
+    a loss). With a dividend yield q > 0 a long far-dated call is worth less than the
+    stock as S grows, so e.g. a call calendar is (correctly, in this model) flagged with
+    unbounded loss.
     """
     book = _book(legs, spot, r, q, valuation_date, iv)
     return _expiry(book, spot, r, q, pop_iv, drift, grid)
@@ -707,7 +710,9 @@ def _expiry(book, spot, r, q, pop_iv, drift, grid):
     profit_unbounded = slope > 1e-12
     loss_unbounded = slope < -1e-12
     ranges = _profit_ranges(f, roots, last_node)
-    if ranges:
+    if not book.strike.size:
+        pop = None  # stock/future only: no expiry to measure the probability at
+    elif ranges:
         lo = np.array([a for a, _ in ranges])
         hi = np.array([b for _, b in ranges])
         pop = float(np.sum(_lognormal_cdf(hi, spot, drift, pop_iv, T)
@@ -725,7 +730,7 @@ def _expiry(book, spot, r, q, pop_iv, drift, grid):
         "max_loss_unbounded": bool(loss_unbounded),
         "profit_ranges": [[float(a), None if math.isinf(b) else float(b)] for a, b in ranges],
         "pop": pop,
-        "pop_iv": float(pop_iv),
+        "pop_iv": float(pop_iv) if book.strike.size else None,
         "pop_drift": drift,
         "_curve": curve_on,
     }

@@ -492,3 +492,13 @@ def test_greek_curves_on_request():
                 want = sum(leg.quantity * 100 * ref_greek(g, leg.right, S[pi], leg.strike, T,
                                                           r, q, leg.iv) for leg in legs)
                 assert res["curves"][i][g][pi] == pytest.approx(want, rel=1e-9, abs=1e-8)
+
+
+def test_stock_only_position_is_linear_with_no_pop():
+    res = P.analyze([P.Leg("stock", quantity=-200, premium=40.0, multiplier=1)], 38.0)
+    assert res["breakevens"] == [pytest.approx(40.0)]
+    assert res["max_profit"] == pytest.approx(200 * 40.0)     # the stock goes to 0
+    assert res["max_loss"] is None and res["max_loss_unbounded"] is True
+    assert res["pop"] is None
+    S = np.array(res["grid"])
+    np.testing.assert_allclose(res["curves"][0]["pnl"], -200 * (S - 40.0), atol=1e-9)
