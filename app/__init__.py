@@ -239,12 +239,23 @@ def create_app(overrides: dict | None = None) -> Flask:
         for cmd in commands:
             if cmd.name in app.cli.commands:
                 raise PluginError(f"command {cmd.name!r} is claimed by both an earlier plugin and {plugin!r}")
+            _with_app_context(cmd)
             app.cli.add_command(cmd)
     _install_request_hooks(app, ext_)
     _install_notifier(ext_)
     for _plugin, _ in ext_.plugins.call("app_ready", app=app):
         pass
     return app
+
+
+def _with_app_context(cmd) -> None:
+    """Plugin commands (and a group's subcommands) run inside the app context."""
+    from flask.cli import with_appcontext
+    if cmd.callback is not None and not getattr(cmd.callback, "_tl_ctx", False):
+        cmd.callback = with_appcontext(cmd.callback)
+        cmd.callback._tl_ctx = True
+    for sub in getattr(cmd, "commands", {}).values():
+        _with_app_context(sub)
 
 
 def _claim_routes(app: Flask, owners: dict, plugin: str) -> None:

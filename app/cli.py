@@ -70,8 +70,8 @@ def _demo(ext):
         else:
             token = auth.issue_token(conn, user.id, label="serve --demo")
     if fresh:
-        for impl in reversed(ext.plugins.pm.hook.load_demo_data.get_hookimpls()):
-            with ext.db.transaction() as conn:
+        for impl in ext.plugins.pm.hook.load_demo_data.get_hookimpls():
+            with ext.db.transaction() as conn:  # one plugin's demo data failing spoils no other's
                 impl.function(conn=conn, user_id=user.id)
     click.echo("=" * 72)
     click.echo(f"demo user: demo   token: {token}")

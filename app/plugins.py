@@ -56,7 +56,7 @@ class Plugins:
         registration order, skipping ``None`` results."""
         caller = getattr(self.pm.hook, hook)
         results = []
-        for impl in reversed(caller.get_hookimpls()):  # pluggy keeps them last-registered-first
+        for impl in caller.get_hookimpls():  # registration order (a hook *call* would be LIFO)
             args = {k: kwargs[k] for k in impl.argnames}
             value = impl.function(**args)
             if value is not None:
@@ -90,9 +90,3 @@ class Plugins:
     def subscriptions(self) -> dict[str, dict]:
         """plugin (= consumer group) -> {subscription: handler}."""
         return {plugin: dict(subs) for plugin, subs in self.call("register_subscriptions") if subs}
-
-    def first_veto_list(self, hook: str, **kwargs) -> list:
-        out = []
-        for _plugin, vetoes in self.call(hook, **kwargs):
-            out.extend(vetoes)
-        return out

@@ -1,0 +1,141 @@
+"""If-Match/ETag, the one error shape, authentication and user scoping."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+
+import pytest
+
+NOTES = "tests.plugins.notes.plugin"
+
+
+@pytest.fixture
+def app(app_factory):
+    return app_factory([NOTES])
+
+
+def test_fifty_concurrent_patches_with_one_if_match_give_exactly_one_200(app, new_client):
+    c = new_client(app)
+    note = c.post("/api/notes", json={"title": "v1"}).json
+
+    def patch(i):
+        return app.test_client().patch(f"/api/notes/{note['id']}", json={"title": f"t{i}"},
+                                       headers={"Authorization": f"Bearer {c.token}", "If-Match": '"1"'})
+
+    with cf.ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(patch, range(50)))
+    statuses = sorted(r.status_code for r in results)
+    assert statuses.count(200) == 1, statuses
+    assert statuses.count(409) == 49
+    winner = next(r for r in results if r.status_code == 200).get_json()
+    assert winner["version"] == 2
+    loser = next(r for r in results if r.status_code == 409).get_json()
+    assert loser["code"] == "version_conflict" and loser["current_version"] == 2
+    assert loser["current"]["title"] == winner["title"]
+    assert c.get(f"/api/notes/{note['id']}").json["version"] == 2
+
+
+def test_if_match_forms_and_errors(app, new_client):
+    c = new_client(app)
+    note = c.post("/api/notes", json={"title": "a"}).json
+    url = f"/api/notes/{note['id']}"
+    missing = c.patch(url, json={"title": "b"})
+    assert missing.status_code == 428 and missing.json["code"] == "precondition_required"
+    assert "If-Match" in missing.json["errors"]["headers"]
+    bad = c.patch(url, json={"title": "b"}, headers={"If-Match": "banana"})
+    assert bad.status_code == 400 and "If-Match" in bad.json["errors"]["headers"]
+    assert c.patch(url, json={"title": "b"}, headers={"If-Match": "1"}).status_code == 200  # seed's bare form
+    ok = c.patch(url, json={"title": "c"}, headers={"If-Match": 'W/"2"'})
+    assert ok.status_code == 200 and ok.headers["ETag"] == '"3"'
+    stale = c.patch(url, json={"title": "d"}, headers={"If-Match": '"2"'})
+    assert stale.status_code == 409 and stale.headers["ETag"] == '"3"'
+    assert stale.json["current"]["title"] == "c"
+    assert c.get(url).headers["ETag"] == '"3"'
+
+
+def test_replayed_patch_gets_its_first_answer_not_409(app, new_client):
+    c = new_client(app)
+    note = c.post("/api/notes", json={"title": "a"}).json
+    url = f"/api/notes/{note['id']}"
+    first = c.patch(url, json={"title": "b"}, if_match=1, idem="patch-1")
+    retry = c.patch(url, json={"title": "b"}, if_match=1, idem="patch-1")
+    assert first.status_code == retry.status_code == 200
+    assert retry.json == first.json and retry.headers["Idempotent-Replayed"] == "true"
+
+
+def test_other_users_resources_are_404(app, new_client):
+    a, b = new_client(app), new_client(app)
+    note = a.post("/api/notes", json={"title": "mine"}).json
+    assert b.get(f"/api/notes/{note['id']}").status_code == 404
+    r = b.patch(f"/api/notes/{note['id']}", json={"title": "stolen"}, if_match=1)
+    assert r.status_code == 404 and r.json["code"] == "not_found"
+    assert a.get(f"/api/notes/{note['id']}").json["title"] == "mine"
+
+
+def test_error_shape_is_uniform(app, new_client):
+    c = new_client(app)
+    cases = [
+        c.post("/api/notes", data="{not json", headers={"Content-Type": "application/json"}),
+        c.post("/api/notes", json={"title": 7}),
+        c.post("/api/notes", json={"title": "x", "amount": "-1"}),
+        c.post("/api/notes", json={"title": "x", "amount": "NaN"}),
+        c.post("/api/notes", json=[1, 2]),
+        c.get("/api/notes/does-not-exist"),
+        c.get("/api/no-such-route"),
+        c.delete("/api/notes"),
+        app.test_client().get("/api/notes/x"),
+    ]
+    expected = [400, 422, 422, 422, 422, 404, 404, 405, 401]
+    assert [r.status_code for r in cases] == expected
+    for r in cases:
+        body = r.get_json()
+        assert set(body) >= {"status", "code", "message"}, body
+        assert body["status"] == r.status_code
+    assert cases[0].json["code"] == "malformed_json"
+    assert "title" in cases[1].json["errors"]["json"]
+    assert "amount" in cases[2].json["errors"]["json"]
+
+
+def test_money_is_decimal_and_times_are_utc_ms(app, new_client):
+    c = new_client(app)
+    r = c.post("/api/notes", json={"title": "m", "amount": 0.1}).json
+    assert r["amount"] == "0.1000"
+    assert r["created_at"].endswith("Z") and len(r["created_at"].split(".")[1]) == 4  # 3 digits + Z
+
+
+def test_bearer_tokens_and_browser_sessions(app, new_client):
+    c = new_client(app)
+    http = app.test_client()
+    assert http.get("/api/auth/me").status_code == 401
+    assert http.get("/api/auth/me", headers={"Authorization": "Bearer nope"}).json["code"] == "invalid_token"
+    assert http.get("/api/auth/me", headers={"Authorization": "Basic abc"}).status_code == 401
+    assert http.post("/api/auth/login", json={"token": "wrong"}).status_code == 401
+    login = http.post("/api/auth/login", json={"token": c.token})
+    assert login.status_code == 200 and login.json["name"] == c.user.name
+    cookie = login.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert http.get("/api/auth/me").json["id"] == c.user.id  # the cookie now signs us in
+    assert http.post("/api/notes", json={"title": "via cookie"}).status_code == 201
+    assert http.post("/api/auth/logout").status_code == 204
+    assert http.get("/api/auth/me").status_code == 401
+
+
+def test_only_a_hash_of_the_token_is_stored(app, new_client):
+    import sqlalchemy as sa
+    from app.tables import api_tokens
+    c = new_client(app)
+    with app.extensions["tradeloop"].db.transaction() as conn:
+        stored = conn.execute(sa.select(api_tokens.c.token_hash).where(api_tokens.c.user_id == c.user.id)).scalar()
+    assert stored != c.token and c.token not in stored and len(stored) == 64
+
+
+def test_admin_role(app, new_client):
+    from flask import g
+    from app import auth, errors
+    plain, admin = new_client(app), new_client(app, admin=True)
+    assert admin.get("/api/auth/me").json["is_admin"] is True
+    with app.test_request_context():
+        g.user = plain.user
+        with pytest.raises(errors.Forbidden):
+            auth.require_admin()
+        g.user = admin.user
+        assert auth.require_admin() == admin.user
