@@ -1,0 +1,120 @@
+"""The tradelog tables (SQLAlchemy Core, on this plugin's own ``metadata``).
+
+``positions`` is the aggregate (versioned); ``position_versions`` keeps the representation of
+every version with the system time it was recorded, so a past view can be reproduced
+(``?as_of=``). Fills carry market time (``occurred_at``) and system time (``recorded_at``).
+Derived metadata (strategy, net debit, DTE, max profit/loss) is never stored; only the
+realised figures fixed at close (P&L, fees, initial risk) are.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from app.db import JSONType, Money, UtcDateTime
+
+metadata = sa.MetaData()
+
+positions = sa.Table(
+    "tl_positions", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # planned | open | closed
+    sa.Column("symbol", sa.String(20), nullable=False),
+    sa.Column("underlying", sa.String(20), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("opened_at", UtcDateTime, nullable=True),
+    sa.Column("closed_at", UtcDateTime, nullable=True),
+    sa.Column("tags", JSONType, nullable=True),
+    sa.Column("campaign_id", sa.String(36), nullable=True),
+    sa.Column("source_order_id", sa.String(36), nullable=True),
+    # Fixed at close: net of fees, in dollars (multiplier applied).
+    sa.Column("realized_pnl", Money(), nullable=True),
+    sa.Column("fees", Money(), nullable=True),
+    sa.Column("initial_risk", Money(), nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_tl_positions_user_status", "user_id", "status", "created_at"),
+    sa.Index("ix_tl_positions_campaign", "campaign_id"),
+)
+
+legs = sa.Table(
+    "tl_legs", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("position_id", sa.String(36), sa.ForeignKey("tl_positions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),  # order within the position
+    sa.Column("instrument_type", sa.String(10), nullable=False),  # option | stock | future
+    sa.Column("expiry", sa.Date, nullable=True),
+    sa.Column("strike", Money(18, 4), nullable=True),
+    sa.Column("option_right", sa.String(4), nullable=True),  # call | put ("right" in JSON)
+    sa.Column("quantity", sa.Integer, nullable=False),  # + long, - short
+    sa.Column("multiplier", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_tl_legs_position", "position_id", "seq"),
+)
+
+fills = sa.Table(
+    "tl_fills", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("position_id", sa.String(36), sa.ForeignKey("tl_positions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("leg_id", sa.String(36), sa.ForeignKey("tl_legs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("price", Money(), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("fees", Money(), nullable=False),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),  # market reality
+    sa.Column("recorded_at", UtcDateTime, nullable=False),  # system reality
+    sa.Column("order_id", sa.String(36), nullable=True),
+    sa.Column("slippage", Money(), nullable=True),
+    sa.Column("position_version", sa.Integer, nullable=False),  # the version this fill made
+    sa.Index("ix_tl_fills_position", "position_id", "position_version"),
+)
+
+position_versions = sa.Table(
+    "tl_position_versions", metadata,
+    sa.Column("position_id", sa.String(36), sa.ForeignKey("tl_positions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("representation", JSONType, nullable=False),
+    sa.Index("ix_tl_position_versions_asof", "position_id", "recorded_at"),
+)
+
+journal_entries = sa.Table(
+    "tl_journal_entries", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("position_id", sa.String(36), sa.ForeignKey("tl_positions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("object_of_reflection", sa.Text, nullable=False),
+    sa.Column("bias_flags", JSONType, nullable=True),
+    sa.Column("notes", sa.Text, nullable=True),
+    sa.Column("phase", sa.String(12), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_tl_journal_position", "position_id", "created_at"),
+)
+
+orders = sa.Table(
+    "tl_orders", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),  # pending | filled | cancelled
+    sa.Column("order_type", sa.String(10), nullable=False),  # limit | market
+    sa.Column("limit_price", Money(), nullable=True),  # per combo unit, + debit / - credit
+    sa.Column("position_template", JSONType, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("position_id", sa.String(36), nullable=True),  # the position its execution created
+    sa.Column("fill_price", Money(), nullable=True),
+    sa.Column("slippage", Money(), nullable=True),
+    sa.Column("filled_at", UtcDateTime, nullable=True),
+    sa.Column("cancelled_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_tl_orders_user_status", "user_id", "status", "created_at"),
+)
+
+risk_artifacts = sa.Table(
+    "tl_risk_artifacts", metadata,
+    sa.Column("position_id", sa.String(36), sa.ForeignKey("tl_positions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("artifact_id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("computed_at", UtcDateTime, nullable=False),
+    sa.Column("linked_at", UtcDateTime, nullable=False),
+)
