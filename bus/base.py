@@ -14,7 +14,7 @@ from bus.envelope import Event
 
 @dataclasses.dataclass(frozen=True)
 class Delivery:
-    event: Event
+    event: Event | None  # None: an undecodable record (the backend has quarantined a copy)
     # Backend-specific position (Kafka: (topic, partition, offset); local: (stream, seq)).
     position: tuple
 
@@ -25,6 +25,11 @@ class Consumer:
 
     def commit(self, deliveries: Sequence[Delivery]) -> None:
         raise NotImplementedError
+
+    def rewind(self) -> None:
+        """Forget what was handed out but not committed: the next poll starts again at the
+        committed position (called when a batch could not be handled, so nothing behind the
+        failure is skipped by a later commit)."""
 
     def close(self) -> None:
         pass

@@ -86,7 +86,13 @@ class Runner:
         deliveries = self.consumer.poll(timeout, max_events)
         if not deliveries:
             return 0
-        self.handle(deliveries)
+        try:
+            self.handle(deliveries)
+        except BaseException:
+            # Could not even record the failure (database down?): hand the whole batch out
+            # again from the committed position, or a later commit would skip it.
+            self.consumer.rewind()
+            raise
         self.consumer.commit(deliveries)
         return len(deliveries)
 
@@ -103,14 +109,15 @@ class Runner:
         i = 0
         while i < len(deliveries):
             ev = deliveries[i].event
-            fn = self.group.handlers.get(ev.qualified_type)
+            fn = self.group.handlers.get(ev.qualified_type) if ev is not None else None
             if fn is None:
                 self.stats.ignored += 1
                 i += 1
                 continue
             if getattr(fn, "batch", False):
                 j = i
-                while j < len(deliveries) and self.group.handlers.get(deliveries[j].event.qualified_type) is fn:
+                while j < len(deliveries) and deliveries[j].event is not None \
+                        and self.group.handlers.get(deliveries[j].event.qualified_type) is fn:
                     j += 1
                 self._handle_batch(fn, [d.event for d in deliveries[i:j]])
                 i = j
@@ -190,22 +197,42 @@ class Runner:
         self.stats.dead_lettered += 1
 
 
+class RequeueFailed(RuntimeError):
+    pass
+
+
 def requeue(db, dead_letter_id: int, handlers: dict[str, Callable]) -> bool:
-    """Run a dead letter's handler again now; on success mark it requeued. Returns success."""
+    """Run a dead letter's handler again now; on success mark it requeued (in the handler's
+    transaction, claiming the row first, so two concurrent requeues cannot both apply it).
+    On failure the row stays ``dead`` with the new error and attempt count, and
+    ``RequeueFailed`` is raised."""
     with db.transaction() as conn:
         row = conn.execute(sa.select(outbox.dead_letters).where(
             outbox.dead_letters.c.id == dead_letter_id)).first()
     if row is None:
         raise KeyError(dead_letter_id)
+    if row.status != "dead":
+        return False
     ev = Event.from_json(row.envelope)
     fn = handlers.get(ev.qualified_type)
     if fn is None:
         raise LookupError(f"no handler for {ev.qualified_type} in group {row.consumer_group}")
-    with db.transaction() as conn:
-        if getattr(fn, "batch", False):
-            fn(conn, [ev])
-        else:
-            fn(conn, ev)
-        conn.execute(outbox.dead_letters.update().where(outbox.dead_letters.c.id == dead_letter_id)
-                     .values(status="requeued"))
+    try:
+        with db.transaction() as conn:
+            claimed = conn.execute(outbox.dead_letters.update().where(
+                outbox.dead_letters.c.id == dead_letter_id, outbox.dead_letters.c.status == "dead")
+                .values(status="requeued")).rowcount
+            if not claimed:
+                return False
+            if getattr(fn, "batch", False):
+                fn(conn, [ev])
+            else:
+                fn(conn, ev)
+    except Exception as exc:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        with db.transaction() as conn:
+            conn.execute(outbox.dead_letters.update().where(outbox.dead_letters.c.id == dead_letter_id)
+                         .values(attempts=outbox.dead_letters.c.attempts + 1, error=text[:4000],
+                                 failed_at=utcnow()))
+        raise RequeueFailed(f"dead letter {dead_letter_id} failed again: {text}") from exc
     return True

@@ -138,7 +138,8 @@ class Event:
             ("ce_id", self.event_id.encode()),
             ("ce_type", f"{source_prefix}.{self.qualified_type}".encode()),
             ("ce_source", f"/{source_prefix}/{self.context}".encode()),
-            ("ce_time", iso(self.recorded_at).encode()),
+            # CloudEvents "time" is when the occurrence happened: our occurred_at.
+            ("ce_time", iso(self.occurred_at).encode()),
             ("ce_subject", f"{self.aggregate_type}/{self.aggregate_id}".encode()),
             ("content-type", b"application/json"),
             ("event_seq", str(self.event_seq).encode()),

@@ -11,6 +11,7 @@ auto-increment id, which InnoDB assigns at insert time, before commit order is k
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bus.envelope import Event, dumps
+from bus.envelope import Event, dumps, parse_time
 from bus.sql import UtcDateTime, is_duplicate_key, on_commit, utcnow
 
 metadata = sa.MetaData()
@@ -161,6 +162,8 @@ def emit_many(conn: Connection, stream: str, specs: Sequence[dict]) -> list[Even
     now = utcnow()
     events, rows = [], []
     for i, spec in enumerate(specs):
+        payload = spec.get("payload") or {}
+        text = dumps(payload)
         ev = Event(
             event_id=spec.get("event_id") or str(uuid.uuid4()),
             event_seq=first + i,
@@ -169,29 +172,31 @@ def emit_many(conn: Connection, stream: str, specs: Sequence[dict]) -> list[Even
             aggregate_type=spec["aggregate_type"],
             aggregate_id=str(spec["aggregate_id"]),
             aggregate_version=spec.get("aggregate_version"),
-            occurred_at=spec.get("occurred_at") or now,
+            occurred_at=parse_time(spec.get("occurred_at")) or now,
             recorded_at=now,
             user_id=spec.get("user_id"),
             schema_version=spec.get("schema_version") or 1,
-            payload=spec.get("payload") or {},
+            # What every consumer will see (Decimals as strings, times ISO), not the caller's
+            # objects: the returned Event equals the one read back from the outbox.
+            payload=json.loads(text),
         )
         events.append(ev)
-        rows.append(row_of(ev))
+        rows.append({**row_of(ev, text)})
     conn.execute(outbox.insert(), rows)
     _notify(conn, stream)
     return events
 
 
-def row_of(ev: Event) -> dict:
+def row_of(ev: Event, payload_text: str | None = None) -> dict:
     return dict(stream=ev.stream, seq=ev.event_seq, event_id=ev.event_id, type=ev.type,
                 aggregate_type=ev.aggregate_type, aggregate_id=ev.aggregate_id,
                 aggregate_version=ev.aggregate_version, occurred_at=ev.occurred_at,
                 recorded_at=ev.recorded_at, user_id=ev.user_id,
-                schema_version=ev.schema_version, payload=dumps(ev.payload))
+                schema_version=ev.schema_version,
+                payload=payload_text if payload_text is not None else dumps(ev.payload))
 
 
 def event_of(row) -> Event:
-    import json
     m = row._mapping
     return Event(event_id=m["event_id"], event_seq=int(m["seq"]), stream=m["stream"], type=m["type"],
                  aggregate_type=m["aggregate_type"], aggregate_id=m["aggregate_id"],
@@ -231,6 +236,19 @@ def head(conn: Connection, stream: str) -> int:
 def get_cursor(conn: Connection, name: str, stream: str) -> int:
     v = conn.execute(sa.select(cursors.c.seq).where(cursors.c.name == name, cursors.c.stream == stream)).scalar()
     return int(v or 0)
+
+
+def advance_cursor(conn: Connection, name: str, stream: str, seq: int) -> None:
+    """Move a cursor forward to ``seq`` (never back: a slower second publisher finishing
+    late must not make the first one resend what it already delivered)."""
+    moved = conn.execute(cursors.update().where(cursors.c.name == name, cursors.c.stream == stream,
+                                                cursors.c.seq < seq).values(seq=seq)).rowcount
+    if not moved and get_cursor_row(conn, name, stream) is None:
+        set_cursor(conn, name, stream, seq)
+
+
+def get_cursor_row(conn: Connection, name: str, stream: str):
+    return conn.execute(sa.select(cursors.c.seq).where(cursors.c.name == name, cursors.c.stream == stream)).first()
 
 
 def set_cursor(conn: Connection, name: str, stream: str, seq: int) -> None:
