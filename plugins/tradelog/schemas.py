@@ -31,6 +31,15 @@ Tags = lambda **kw: fields.List(fields.String(validate=validate.Length(min=1, ma
                                 validate=validate.Length(max=20), allow_none=True, **kw)
 
 
+class IsoDate(fields.Date):
+    """A date (``2025-02-21``); also serialises one already in ISO form (stored JSON)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if isinstance(value, str):
+            value = dt.date.fromisoformat(value[:10])
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
 # -- inputs -----------------------------------------------------------------------------
 class LegIn(Schema):
     instrument_type = fields.String(required=True, validate=validate.OneOf(INSTRUMENTS))
@@ -181,7 +190,7 @@ class Leg(Schema):
     id = fields.String(required=True)
     position_id = fields.String(required=True)
     instrument_type = fields.String(required=True, validate=validate.OneOf(INSTRUMENTS))
-    expiry = fields.Date(allow_none=True)
+    expiry = IsoDate(allow_none=True)
     strike = tf.Money(allow_none=True)
     right = fields.String(allow_none=True)
     quantity = fields.Integer(required=True)
@@ -247,7 +256,7 @@ class Snapshot(Schema):
 
 class OrderTemplateLeg(Schema):
     instrument_type = fields.String(required=True)
-    expiry = fields.Date(allow_none=True)
+    expiry = IsoDate(allow_none=True)
     strike = tf.Money(allow_none=True)
     right = fields.String(allow_none=True)
     quantity = fields.Integer(required=True)

@@ -273,11 +273,12 @@ def record_fill(conn, user_id: int, position_id: str, data: dict, *, order_id: s
                 quantity=data["quantity"], fees=data.get("fees") or ZERO, occurred_at=data["occurred_at"],
                 recorded_at=now, order_id=order_id, slippage=slippage, position_version=version)
     conn.execute(fills.insert().values(**fill))
-    fill_rep = fill_out(conn.execute(sa.select(fills).where(fills.c.id == fill["id"])).first())
+    stored = conn.execute(sa.select(fills).where(fills.c.id == fill["id"])).first()
+    fill_rep = fill_out(stored)
     rep = _current(conn, user_id, position_id)
     _save_version(conn, rep)
     _emit(conn, user_id, "FillRecorded", "position", position_id, version,
-          {"position_id": position_id, "fill": fill_rep, "slippage": slippage}, data["occurred_at"])
+          {"position_id": position_id, "fill": fill_rep, "slippage": stored.slippage}, data["occurred_at"])
     return {"fill": fill_rep, "position": rep}
 
 
