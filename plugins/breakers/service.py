@@ -32,6 +32,11 @@ def now() -> dt.datetime:
 
 
 # -- recording ------------------------------------------------------------------------------
+def _num(v) -> Decimal | None:
+    """Values and limits on events carry 6 places, like the API."""
+    return None if v is None else engine.q6(v)
+
+
 def _emit(conn, type_: str, user_id, aggregate_type: str, aggregate_id: str, payload: dict, at) -> None:
     outbox.emit(conn, TOPIC, type_, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
                 aggregate_version=None, payload=payload, user_id=user_id, occurred_at=at)
@@ -58,7 +63,7 @@ def _latch(conn, user_id: int, cfg: engine.Config, m: engine.Measure, at) -> Non
     _audit(conn, user_id, at, "breaker_tripped", SYSTEM, breaker=cfg.breaker, value=m.value,
            limit=cfg.limit, reason=m.message)
     _emit(conn, "BreakerTripped", user_id, "breaker", f"{user_id}:{cfg.breaker}", {
-        "user_id": user_id, "breaker": cfg.breaker, "value": m.value, "limit": cfg.limit,
+        "user_id": user_id, "breaker": cfg.breaker, "value": _num(m.value), "limit": _num(cfg.limit),
         "severity": cfg.severity, "message": m.message, "tripped_at": at}, at)
 
 
@@ -135,7 +140,7 @@ def _record_state(conn, snap: engine.Snapshot, at, actor: str) -> None:
            to_state=state, value=why["value"], limit=why["limit"], reason=why["reason"])
     _emit(conn, "TradingStateChanged", snap.user_id, "trading_state", str(snap.user_id), {
         "user_id": snap.user_id, "from_state": stored, "to_state": state, "breaker": why["breaker"],
-        "value": why["value"], "limit": why["limit"], "reason": why["reason"]}, at)
+        "value": _num(why["value"]), "limit": _num(why["limit"]), "reason": why["reason"]}, at)
 
 
 # -- enforcement (the host hooks) ----------------------------------------------------------
