@@ -17,7 +17,7 @@ import time
 
 import click
 from flask import current_app
-from flask.cli import AppGroup, FlaskGroup
+from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 
 def _ext():
@@ -247,6 +247,8 @@ def dl_requeue(dead_letter_id):
 cli = FlaskGroup(create_app=_create_app, add_default_commands=False, set_debug_flag=False,
                  load_dotenv=False, help="tradeloop: the back end for an options trader's desk.")
 for command in (serve, db_cli, users_cli, plugins_cmd, relay_cmd, worker_cmd, dl_cli):
+    if not isinstance(command, click.Group):  # (AppGroup commands get an app context already)
+        command.callback = with_appcontext(command.callback)
     cli.add_command(command)
 
 
