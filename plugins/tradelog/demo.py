@@ -48,7 +48,7 @@ def load(conn, user_id: int) -> None:
         "bias_flags": ["none"], "notes": "Took it off at ~70% of max profit; plan followed."})
     _trade(conn, user_id, "SPX", "I:SPX",
            [_opt(past(5), 6000, "call", 1), _opt(past(5), 6050, "call", -2), _opt(past(5), 6100, "call", 1)],
-           ["62.10", "35.40", "18.90"], ago(20), ["butterfly"], closing=["48.00", "30.00", "13.50"], closed=ago(7))
+           ["62.10", "35.40", "18.90"], ago(20), ["butterfly"], closing=["55.00", "28.00", "12.50"], closed=ago(7))
     lost = _trade(conn, user_id, "AAPL", "AAPL", [{"instrument_type": "stock", "quantity": 100}], ["228.40"],
                   ago(25), ["swing"], closing=["221.10"], closed=ago(15), fee=D("0"))
     service.create_journal_entry(conn, user_id, {
