@@ -31,7 +31,10 @@ def _ms(t: dt.datetime) -> int:
 
 
 def _input_error(exc: risk.RiskInputError) -> errors.Unprocessable:
-    return errors.field_error(exc.field, exc.message)
+    """422 naming the field; ``legs.2`` becomes ``{"legs": {"2": [...]}}`` as webargs nests."""
+    head, _, index = exc.field.partition(".")
+    messages = {index: [exc.message]} if index else [exc.message]
+    return errors.Unprocessable(f"{exc.field}: {exc.message}", errors={"json": {head: messages}})
 
 
 # ======================================================================================
