@@ -1,0 +1,94 @@
+"""Both plugins enabled: orders executed over HTTP through tradelog, P&L and slippage reaching
+the breakers over the bus, and the veto coming back as tradelog's 403 ``order_vetoed``."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+
+pytest.importorskip("plugins.tradelog.plugin")
+
+
+@pytest.fixture
+def trader(app_factory, new_client):
+    app = app_factory(["tradelog", "breakers"])
+    return new_client(app)
+
+
+def place(c, limit="100.00", qty=10):
+    r = c.post("/api/orders", json={"position_template": {"symbol": "XYZ", "legs": [
+        {"instrument_type": "stock", "quantity": qty}]}, "limit_price": limit}, idem=str(uuid.uuid4()))
+    assert r.status_code == 201, r.json
+    return r.json["id"]
+
+
+def execute(c, order_id, **body):
+    return c.post(f"/api/orders/{order_id}/execute", json=body, idem=str(uuid.uuid4()))
+
+
+def round_trip(c, buy="100.00", sell="80.00", qty=10):
+    """Buy through an order, sell with a fill, close: realized P&L (sell - buy) * qty."""
+    r = execute(c, place(c, buy, qty))
+    assert r.status_code == 201, r.json
+    pos = r.json["position"]
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    r = c.post(f"/api/positions/{pos['id']}/fills", json={
+        "leg_id": pos["legs"][0]["id"], "price": sell, "quantity": -qty, "occurred_at": now})
+    assert r.status_code == 201, r.json
+    version = c.get(f"/api/positions/{pos['id']}").json["version"]
+    r = c.post(f"/api/positions/{pos['id']}/close", json={}, if_match=version)
+    assert r.status_code == 200, r.json
+    return r.json
+
+
+def test_daily_loss_from_real_trades_vetoes_the_next_execute(trader, run_consumers):
+    c = trader
+    r = c.put("/api/breakers/config/daily_loss_limit", json={"limit": "300"})
+    assert r.status_code == 200
+    closed = round_trip(c, "100.00", "80.00")        # -200
+    assert closed["realized_pnl"].startswith("-200")
+    run_consumers(c.app)
+    order = place(c)
+    assert execute(c, order).status_code == 201
+    round_trip(c, "100.00", "85.00")                 # -150: daily -350
+    run_consumers(c.app)
+    order = place(c)
+    r = execute(c, order)
+    assert r.status_code == 403 and r.json["code"] == "order_vetoed"
+    assert [v["source"] for v in r.json["vetoes"]] == ["daily_loss_limit"]
+    assert "daily_loss_limit" in r.json["message"]
+    assert c.get(f"/api/orders/{order}").json["status"] == "pending", "a vetoed order stays pending"
+    # The kill switch of orders says why too; releasing it leaves the breaker in charge.
+    c.post("/api/breakers/kill-switch", json={"kind": "orders", "reason": "stop for today"})
+    r = execute(c, order)
+    assert [v["source"] for v in r.json["vetoes"]] == ["kill_switch:orders", "daily_loss_limit"]
+    c.post("/api/breakers/kill-switch/release", json={"kind": "orders", "reason": "ok"})
+    assert c.post("/api/breakers/daily_loss_limit/clear", json={"reason": "reviewed"}).status_code == 200
+    assert execute(c, order).status_code == 201
+
+
+def test_slippage_of_real_executions_trips_the_anomaly_breaker(trader, run_consumers):
+    c = trader
+    c.put("/api/breakers/config/slippage_anomaly", json={"limit": "0.10"})
+    for _ in range(10):
+        assert execute(c, place(c, "100.00", 1), fill_price="100.25").status_code == 201
+    run_consumers(c.app)
+    st = c.get("/api/breakers/status").json
+    b = next(b for b in st["breakers"] if b["name"] == "slippage_anomaly")
+    assert (b["tripped"], b["value"]) == (True, "0.250000")
+    assert st["scoring_mode"] == "rules_only" and st["trading_state"]["state"] == "ACTIVE"
+
+
+def test_order_rate_over_http(trader, monkeypatch):
+    from plugins.breakers import service
+    frozen = dt.datetime.now(dt.timezone.utc)
+    monkeypatch.setattr(service, "now", lambda: frozen)   # all three in the same second
+    c = trader
+    c.put("/api/breakers/config/order_rate", json={"limit": "2"})
+    orders = [place(c) for _ in range(3)]
+    assert [execute(c, o).status_code for o in orders[:2]] == [201, 201]
+    r = execute(c, orders[2])
+    assert r.status_code == 403 and [v["source"] for v in r.json["vetoes"]] == ["order_rate"]
+    monkeypatch.setattr(service, "now", lambda: frozen + dt.timedelta(seconds=1))
+    assert execute(c, orders[2]).status_code == 201
