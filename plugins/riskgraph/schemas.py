@@ -255,7 +255,7 @@ class UseIn(Schema):
 
 
 # -- risk --------------------------------------------------------------------------------
-class LegIn(Schema):
+class RiskLegIn(Schema):
     instrument_type = fields.String(load_default="option", validate=validate.OneOf(("option", "stock", "future")))
     right = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(SIDES))
     strike = tf.Money(load_default=None, allow_none=True,
@@ -308,7 +308,7 @@ class _MarketArgs(Schema):
 
 
 class AnalyzeIn(_MarketArgs):
-    legs = fields.List(fields.Nested(LegIn), load_default=None, validate=validate.Length(min=1, max=MAX_LEGS),
+    legs = fields.List(fields.Nested(RiskLegIn), load_default=None, validate=validate.Length(min=1, max=MAX_LEGS),
                        metadata={"description": "one ad-hoc position"})
     strategy_ids = fields.List(fields.String(validate=_id), load_default=None,
                                validate=validate.Length(min=1, max=MAX_STRATEGIES),
