@@ -163,7 +163,8 @@ def check_stopping(experiment, samples: Mapping[str, Any], now: datetime) -> Sto
 
     days_running = (_utc(now) - started).total_seconds() / 86_400
     if days_running >= max_days:
-        result = evaluate(champion, challenger) if min(len(champion), len(challenger)) >= 2 else None
+        evaluable = min(len(champion), len(challenger)) >= 2
+        result = evaluate(champion, challenger) if evaluable else None
         return StoppingDecision(True, "max_duration", result)
     if min(len(champion), len(challenger)) < min_per_arm:
         return StoppingDecision(False, "insufficient_samples", None)

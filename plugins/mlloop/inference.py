@@ -228,14 +228,16 @@ class FastScorer:
             if self._regime_column not in frame.columns:
                 extra[self._regime_column] = ctx.regime
             merged = frame.assign(**extra) if extra else frame
-        probs = self.model.predict_proba(merged)
+        keys = self.model.model_keys(merged)
+        probs = self.model.predict_proba(merged, keys=keys)
         out = pd.DataFrame(index=frame.index)
         out["ml_score"] = _score_rows(probs)
-        out["final_score"] = _blend_array(original, out["ml_score"].to_numpy(), self.effective_weight)
+        out["final_score"] = _blend_array(original, out["ml_score"].to_numpy(),
+                                          self.effective_weight)
         for i, k in enumerate(CLASS_ORDER):
             out[f"p_tier_{k}"] = probs[:, i]
         out["confidence"] = _confidence_rows(probs)
-        out["model_key"] = self.model.model_keys(merged)
+        out["model_key"] = keys
         out["fallback"] = None
         return out
 
@@ -323,7 +325,8 @@ def replay(blob: bytes, features: Mapping, logged_ml_score: float | None, *,
         "logged_ml_score": logged_ml_score,
         "abs_diff": (abs(recomputed - float(logged_ml_score))
                      if recomputed is not None and logged_ml_score is not None else None),
-        "tier_probabilities": list(result.tier_probabilities) if result.tier_probabilities else None,
+        "tier_probabilities": (list(result.tier_probabilities)
+                               if result.tier_probabilities else None),
         "model_key": result.model_key,
         "fallback": result.fallback,
     }

@@ -31,7 +31,8 @@ CLASS_ORDER: tuple[int, ...] = (0, 1, 2, 3)
 TIER_NAMES: tuple[str, ...] = ("big_loss", "small_loss", "small_win", "big_win")
 LABEL_COLUMNS: tuple[str, ...] = ("profit_tier", "profitable", "r2r_achieved", "pnl")
 GLOBAL = "__global__"  # key of the model used for every regime without its own
-MISSING_CATEGORY = "__missing__"  # what a missing categorical value becomes, in training and scoring
+# What a missing categorical value becomes, in training and in scoring.
+MISSING_CATEGORY = "__missing__"
 
 DEFAULT_PARAMS: dict = {
     "iterations": 200,
@@ -203,7 +204,8 @@ def top_k_utility(
     )
     if frame.empty:
         return float("nan"), float("nan")
-    frame = frame.sort_values(["day", "score", "pos"], ascending=[True, False, True], kind="mergesort")
+    frame = frame.sort_values(["day", "score", "pos"], ascending=[True, False, True],
+                              kind="mergesort")
     per_day = frame.groupby("day", sort=True).head(k).groupby("day")[["pnl", "r2r"]].mean()
     return float(per_day["pnl"].mean()), float(per_day["r2r"].mean())
 
@@ -367,7 +369,8 @@ def fit_calibration(
         n_eval=n - n_fit,
         brier_uncalibrated=float(np.mean(before)),
         brier_uncalibrated_per_tier=before,
-        candidates={m: {"brier": float(np.mean(v)), "brier_per_tier": v} for m, v in results.items()},
+        candidates={m: {"brier": float(np.mean(v)), "brier_per_tier": v}
+                    for m, v in results.items()},
         best=best,
     )
     if float(np.mean(results[best])) < float(np.mean(before)):
@@ -491,18 +494,26 @@ class TrainedModel:
         return prepare_features(frame, self.feature_list, self.cat_features)
 
     def model_keys(self, frame: pd.DataFrame) -> np.ndarray:
-        if self.regime_column in frame:
-            return np.array([self.model_key_for(r) for r in frame[self.regime_column]], dtype=object)
-        return np.full(len(frame), GLOBAL, dtype=object)
+        """Per row, the sub-model key (:meth:`model_key_for` of its regime), vectorised."""
+        if self.regime_column not in frame:
+            return np.full(len(frame), GLOBAL, dtype=object)
+        regimes = frame[self.regime_column]
+        as_str = np.array([v if type(v) is str else str(v) for v in regimes.to_numpy(dtype=object)],
+                          dtype=object)
+        own = pd.Series(as_str).isin([k for k in self.tier_models if k != GLOBAL]).to_numpy()
+        return np.where(own & ~regimes.isna().to_numpy(), as_str, GLOBAL).astype(object)
 
-    def predict_proba(self, frame: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
+    def predict_proba(self, frame: pd.DataFrame, *, calibrated: bool = True,
+                      keys: np.ndarray | None = None) -> np.ndarray:
         """(n, 4) tier probabilities in :attr:`class_order`, routed per regime."""
-        probs = _predict_routed(self, "tier", self.prepare(frame), self.model_keys(frame))
+        keys = self.model_keys(frame) if keys is None else keys
+        probs = _predict_routed(self, "tier", self.prepare(frame), keys)
         return self.calibration.apply(probs) if calibrated else probs
 
     def predict_profitable(self, frame: pd.DataFrame) -> np.ndarray:
         """P(profitable) per row from the Logloss models."""
-        return _predict_routed(self, "profitable", self.prepare(frame), self.model_keys(frame))[:, 1]
+        probs = _predict_routed(self, "profitable", self.prepare(frame), self.model_keys(frame))
+        return probs[:, 1]
 
 
 # --------------------------------------------------------------------------- training
@@ -682,7 +693,8 @@ def evaluate_predictions(
         rule = rows[score_column].to_numpy(dtype=float)
         out["rule_auc_profitable"] = roc_auc(profitable, rule)
         for k in (10, 20):
-            out[f"rule_top_{k}_pnl"], out[f"rule_top_{k}_r2r"] = top_k_utility(rule, pnl, r2r, day, k)
+            out[f"rule_top_{k}_pnl"], out[f"rule_top_{k}_r2r"] = top_k_utility(
+                rule, pnl, r2r, day, k)
     return out
 
 
@@ -701,21 +713,39 @@ def infer_cat_features(frame: pd.DataFrame, feature_list: Sequence[str]) -> list
 
 def prepare_features(frame: pd.DataFrame, feature_list: Sequence[str],
                      cat_features: Sequence[str]) -> pd.DataFrame:
-    """Categoricals as str (missing -> ``__missing__``), numerics as float64 (missing -> NaN)."""
+    """Categoricals as str (missing -> ``__missing__``), numerics as float64 (missing -> NaN).
+
+    Element for element the same conversion as :func:`category_value` and ``float()``, which
+    the single-idea fast path uses, so a row scores identically either way.
+    """
     cats = set(cat_features)
+    n = len(frame)
+    dtypes = dict(zip(frame.columns, frame.dtypes))
+    plain = [f for f in feature_list
+             if f not in cats and f in dtypes and pd.api.types.is_numeric_dtype(dtypes[f])
+             and not pd.api.types.is_bool_dtype(dtypes[f])]
+    # One 2-D conversion for the plain numeric columns: per-column access dominates otherwise.
+    block = frame[plain].to_numpy(dtype=float, na_value=np.nan) if plain else None
+    where = {f: i for i, f in enumerate(plain)}
     cols = {}
     for f in feature_list:
-        if f not in frame:
-            if f in cats:
-                cols[f] = np.full(len(frame), MISSING_CATEGORY, dtype=object)
-            else:
-                cols[f] = np.full(len(frame), np.nan)
+        if f in where:
+            cols[f] = block[:, where[f]]
+        elif f not in frame:
+            cols[f] = (np.full(n, MISSING_CATEGORY, dtype=object) if f in cats
+                       else np.full(n, np.nan))
         elif f in cats:
-            s = frame[f]
-            cols[f] = np.array([category_value(v) for v in s], dtype=object)
+            values = frame[f].to_numpy(dtype=object)
+            missing = pd.isna(values)
+            if not missing.any() and pd.api.types.infer_dtype(values, skipna=False) == "string":
+                cols[f] = values  # the common case: already all str
+            else:
+                cols[f] = np.array([MISSING_CATEGORY if m else (v if type(v) is str else str(v))
+                                    for v, m in zip(values, missing)], dtype=object)
         else:
-            cols[f] = pd.to_numeric(frame[f], errors="coerce").to_numpy(dtype=float)
-    return pd.DataFrame(cols, index=frame.index, columns=list(feature_list))
+            cols[f] = pd.to_numeric(frame[f], errors="coerce").to_numpy(dtype=float,
+                                                                       na_value=np.nan)
+    return pd.DataFrame(cols, index=frame.index, columns=list(feature_list), copy=False)
 
 
 def category_value(v) -> str:
@@ -761,7 +791,8 @@ def _fit_one(X, y, cats, hp, loss):
     return model
 
 
-def _regime_keys_for_training(frame: pd.DataFrame, regime_column: str, min_samples: int) -> np.ndarray:
+def _regime_keys_for_training(frame: pd.DataFrame, regime_column: str,
+                              min_samples: int) -> np.ndarray:
     if regime_column not in frame:
         return np.full(len(frame), GLOBAL, dtype=object)
     regimes = np.array([None if _is_missing(r) else str(r) for r in frame[regime_column]],
@@ -774,10 +805,8 @@ def _regime_keys_for_training(frame: pd.DataFrame, regime_column: str, min_sampl
 def _route(frame: pd.DataFrame, regime_column: str, models: Mapping) -> np.ndarray:
     if regime_column not in frame:
         return np.full(len(frame), GLOBAL, dtype=object)
-    return np.array(
-        [str(r) if (not _is_missing(r) and str(r) in models) else GLOBAL for r in frame[regime_column]],
-        dtype=object,
-    )
+    return np.array([str(r) if (not _is_missing(r) and str(r) in models) else GLOBAL
+                     for r in frame[regime_column]], dtype=object)
 
 
 def _predict_models(models: Mapping, X: pd.DataFrame, keys: np.ndarray) -> np.ndarray:
@@ -791,7 +820,8 @@ def _predict_models(models: Mapping, X: pd.DataFrame, keys: np.ndarray) -> np.nd
     return out if out is not None else np.empty((0, len(CLASS_ORDER)))
 
 
-def _predict_routed(model: TrainedModel, kind: str, X: pd.DataFrame, keys: np.ndarray) -> np.ndarray:
+def _predict_routed(model: TrainedModel, kind: str, X: pd.DataFrame,
+                    keys: np.ndarray) -> np.ndarray:
     models = model.tier_models if kind == "tier" else model.profitable_models
     loaded = {k: model.catboost(kind, k if k in models else GLOBAL) for k in pd.unique(keys)}
     return _predict_models(loaded, X, keys)
@@ -852,7 +882,8 @@ def _validate(data: pd.DataFrame, feature_list, score_column, regime_column) -> 
         raise ValueError("feature_list is empty")
     tiers = set(pd.unique(data["profit_tier"]))
     if not tiers <= set(CLASS_ORDER):
-        raise ValueError(f"profit_tier must be in {CLASS_ORDER}, found {sorted(tiers - set(CLASS_ORDER))}")
+        raise ValueError(f"profit_tier must be in {CLASS_ORDER}, "
+                         f"found {sorted(tiers - set(CLASS_ORDER))}")
     frame = data.copy()
     for c in ("decision_time", "label_time"):
         frame[c] = pd.to_datetime(frame[c], utc=True)

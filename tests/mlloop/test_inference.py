@@ -111,7 +111,8 @@ def test_fast_single_row_equals_batch(model, ideas):
         assert r.fallback is None
         assert r.ml_score == batch["ml_score"].iloc[j]
         assert r.final_score == batch["final_score"].iloc[j] == blend(row_original, r.ml_score, 0.3)
-        assert list(r.tier_probabilities) == batch[[f"p_tier_{k}" for k in range(4)]].iloc[j].tolist()
+        tiers = batch[[f"p_tier_{k}" for k in range(4)]].iloc[j].tolist()
+        assert list(r.tier_probabilities) == tiers
         assert r.confidence == batch["confidence"].iloc[j]
         assert r.model_key == batch["model_key"].iloc[j]
     probs = model.predict_proba(ideas)
