@@ -177,4 +177,6 @@ def stream_response(ext, topic: str, user_id: int) -> Response:
             hub.unsubscribe(sub)
 
     return Response(generate(), mimetype="text/event-stream", headers={
-        "Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"})
+        # no-cache + X-Accel-Buffering: proxies (nginx) must neither cache nor buffer the
+        # stream. (No "Connection" header: it is hop-by-hop, which WSGI apps may not set.)
+        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

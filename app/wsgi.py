@@ -1,0 +1,7 @@
+"""The WSGI entry point for production servers: ``gunicorn -k gevent 'app.wsgi:app'``.
+
+gunicorn's gevent worker monkey-patches before importing this module, so the SSE hub's
+threads are greenlets. Settings come from the environment (``app.config``)."""
+from app import create_app
+
+app = create_app()
