@@ -57,6 +57,16 @@ def document(ext) -> dict:
             "subscribe": {"operationId": f"read_{topic.name.replace('.', '_')}",
                           "message": {"oneOf": refs} if refs else {}},
         }
+    for group in ext.plugins.subscriptions():
+        channels[f"{prefix}dlq.{group}"] = {
+            "description": (f"Dead letters of consumer group {group!r}: envelopes its handlers kept "
+                            "failing on (also in the bus_dead_letters table; `tradeloop deadletters list`). "
+                            "Headers add `error`."),
+            "x-owner": "host",
+            "x-consumer-groups": [],
+            "subscribe": {"operationId": f"read_dlq_{group}", "message": {
+                "contentType": "application/json", "headers": CE_HEADERS, "payload": envelope}},
+        }
     return {
         "asyncapi": "2.6.0",
         "info": {"title": "tradeloop events", "version": "1",
