@@ -22,8 +22,22 @@ _reason = validate.Length(max=255)
 _id = validate.Length(min=1, max=36)
 
 
+def _between(low, high, *, low_inclusive=True):
+    """A range check for Money fields (a ``validate.Range`` on a string-typed Decimal would put
+    string bounds into the OpenAPI document)."""
+    def check(value):
+        if value is None:
+            return
+        if value > high or value < low or (not low_inclusive and value == low):
+            raise ValidationError(f"must be {'>=' if low_inclusive else '>'} {low} and <= {high}")
+    return check
+
+
+_positive = _between(0, 10_000_000, low_inclusive=False)
+
+
 def _price(**kw):
-    kw.setdefault("validate", validate.Range(min=0, max=10_000_000))
+    kw.setdefault("validate", _between(0, 10_000_000))
     return tf.Money(**kw)
 
 
@@ -49,7 +63,7 @@ class StrategyIn(_Geometry):
                                metadata={"description": "default: I:<symbol>"})
     strategy = fields.String(required=True, validate=validate.OneOf(STRATEGY_KINDS))
     side = fields.String(required=True, validate=validate.OneOf(SIDES))
-    strike = tf.Money(places=2, required=True, validate=validate.Range(min=0, min_inclusive=False, max=10_000_000))
+    strike = tf.Money(places=2, required=True, validate=_positive)
     width = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=100_000))
     dte = fields.Integer(required=True, validate=validate.Range(min=0, max=3650))
     expiration = fields.Date(load_default=None)
@@ -69,7 +83,7 @@ class StrategyPatch(_Geometry):
     underlying = fields.String(validate=_symbol)
     strategy = fields.String(validate=validate.OneOf(STRATEGY_KINDS))
     side = fields.String(validate=validate.OneOf(SIDES))
-    strike = tf.Money(places=2, validate=validate.Range(min=0, min_inclusive=False, max=10_000_000))
+    strike = tf.Money(places=2, validate=_positive)
     width = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=100_000))
     dte = fields.Integer(validate=validate.Range(min=0, max=3650))
     expiration = fields.Date()
@@ -241,7 +255,7 @@ class ShareOut(Schema):
 
 
 class UseIn(Schema):
-    spot = tf.Money(required=True, validate=validate.Range(min=0, min_inclusive=False, max=10_000_000))
+    spot = tf.Money(required=True, validate=_positive)
     date = fields.Date(load_default=None, metadata={"description": "valuation date; default today (UTC)"})
     expiration = fields.Date(load_default=None, metadata={"description": "overrides date + dte_target"})
     debit = _price(load_default=None, allow_none=True, metadata={"description": "default: debit_estimate"})
@@ -259,7 +273,7 @@ class RiskLegIn(Schema):
     instrument_type = fields.String(load_default="option", validate=validate.OneOf(("option", "stock", "future")))
     right = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(SIDES))
     strike = tf.Money(load_default=None, allow_none=True,
-                      validate=validate.Range(min=0, min_inclusive=False, max=10_000_000))
+                      validate=_positive)
     expiry = fields.Date(load_default=None, allow_none=True)
     quantity = fields.Integer(required=True, validate=[validate.Range(min=-100_000, max=100_000),
                                                        validate.NoneOf([0], error="must not be 0")])
@@ -279,7 +293,7 @@ class RiskLegIn(Schema):
 
 
 class _MarketArgs(Schema):
-    spot = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=10_000_000))
+    spot = fields.Float(required=True, allow_nan=False, validate=_positive)
     r = fields.Float(load_default=0.0, allow_nan=False, validate=validate.Range(min=-1, max=1),
                      metadata={"description": "risk-free rate, decimal (0.05 = 5%)"})
     q = fields.Float(load_default=0.0, allow_nan=False, validate=validate.Range(min=-1, max=1),
@@ -334,7 +348,7 @@ class PositionAnalyzeIn(_MarketArgs):
 
 
 class MarketInputsIn(Schema):
-    spot = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=10_000_000))
+    spot = fields.Float(required=True, allow_nan=False, validate=_positive)
     iv = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=10))
     r = fields.Float(load_default=0.0, allow_nan=False, validate=validate.Range(min=-1, max=1))
     q = fields.Float(load_default=0.0, allow_nan=False, validate=validate.Range(min=-1, max=1))
