@@ -7,6 +7,7 @@ strings, times UTC ISO-8601 with milliseconds.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
@@ -22,11 +23,41 @@ STRATEGIES = ("single", "vertical", "straddle", "strangle", "calendar", "diagona
               "iron_butterfly", "iron_condor", "stock", "covered_call", "protective_put", "custom")
 MAX_LEGS = 16
 MAX_QTY = 1_000_000
+MAX_PRICE = 10_000_000  # per unit; keeps every dollar figure well inside the stored precision
 
 Id = lambda **kw: fields.String(validate=validate.Length(min=1, max=36), **kw)  # noqa: E731
 Qty = lambda **kw: fields.Integer(strict=True, validate=[  # noqa: E731
     validate.Range(min=-MAX_QTY, max=MAX_QTY), validate.NoneOf([0], error="must not be 0")], **kw)
-Price = lambda **kw: tf.Money(validate=validate.Range(min=0), **kw)  # noqa: E731
+
+
+def MoneyIn(*, low=None, high=None, strict_low=False, metadata=None, **kw):  # noqa: N802
+    """Decimal input (a number or a numeric string) within [low, high] (``strict_low``: above
+    low). The check is a plain callable, so the OpenAPI document keeps numeric bounds (a
+    Range validator would print them as strings)."""
+    meta = dict(metadata or {})
+
+    def check(value):
+        if value is None:
+            return
+        if low is not None and (value <= low if strict_low else value < low):
+            raise ValidationError(f"must be {'above' if strict_low else 'at least'} {low}")
+        if high is not None and value > high:
+            raise ValidationError(f"must be at most {high}")
+    if low is not None:
+        meta.setdefault("minimum", low)
+        if strict_low:
+            meta["exclusiveMinimum"] = True
+    if high is not None:
+        meta.setdefault("maximum", high)
+    return tf.Money(validate=check, metadata=meta, **kw)
+
+
+def MoneyOut(*, metadata=None, **kw):  # noqa: N802
+    """Decimal output: a JSON string such as "12.5000" (documented as a decimal string)."""
+    return tf.Money(metadata={"type": "string", "format": "decimal", **(metadata or {})}, **kw)
+
+
+Price = lambda **kw: MoneyIn(low=0, high=MAX_PRICE, **kw)  # noqa: E731
 Tags = lambda **kw: fields.List(fields.String(validate=validate.Length(min=1, max=50)),  # noqa: E731
                                 validate=validate.Length(max=20), allow_none=True, **kw)
 
@@ -40,16 +71,38 @@ class IsoDate(fields.Date):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
+class Time(tf.UtcDateTime):
+    """A UTC time (``2025-02-05T10:30:00.000Z``) between 1900 and 2999: every backend stores
+    it, and an extreme offset can't overflow the conversion to UTC."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            result = super()._deserialize(value, attr, data, **kwargs)
+        except OverflowError:
+            raise ValidationError("out of range") from None
+        if not 1900 <= result.year <= 2999:
+            raise ValidationError("must be between 1900 and 2999")
+        return result
+
+
+class Day(fields.Date):
+    def _deserialize(self, value, attr, data, **kwargs):
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if not 1900 <= result.year <= 2999:
+            raise ValidationError("must be between 1900 and 2999")
+        return result
+
+
 # -- inputs -----------------------------------------------------------------------------
 class LegIn(Schema):
     instrument_type = fields.String(required=True, validate=validate.OneOf(INSTRUMENTS))
-    expiry = fields.Date(allow_none=True, load_default=None)
-    strike = tf.Money(allow_none=True, load_default=None, validate=validate.Range(min=0, min_inclusive=False))
+    expiry = Day(allow_none=True, load_default=None)
+    strike = MoneyIn(allow_none=True, load_default=None, low=0, strict_low=True, high=MAX_PRICE)
     right = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(RIGHTS),
                           metadata={"description": "call | put (options only)"})
     quantity = Qty(required=True, metadata={"description": "signed: positive long, negative short; never 0"})
     multiplier = fields.Integer(strict=True, load_default=None, allow_none=True,
-                                validate=validate.Range(min=1, max=100_000),
+                                validate=validate.Range(min=1, max=10_000),
                                 metadata={"description": "default 100 for options, 1 for stock and futures"})
 
     @validates_schema
@@ -106,22 +159,24 @@ class PositionPatch(Schema):
 class PositionListArgs(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     symbol = fields.String(validate=validate.Length(min=1, max=20))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
 class AsOfArgs(Schema):
-    as_of = tf.UtcDateTime(metadata={"description": "answer from what was recorded by this system time"})
+    as_of = Time(metadata={"description": "answer from what was recorded by this system time"})
 
 
 class FillIn(Schema):
     leg_id = Id(required=True)
     price = Price(required=True, metadata={"description": "per unit, before the multiplier"})
     quantity = Qty(required=True, metadata={"description": "signed: positive bought, negative sold"})
-    fees = tf.Money(load_default=lambda: tf.Money().deserialize("0"), validate=validate.Range(min=0))
-    occurred_at = tf.UtcDateTime(required=True, metadata={"description": "market time of the fill"})
+    fees = MoneyIn(load_default=lambda: Decimal("0.0000"), low=0, high=MAX_PRICE)
+    occurred_at = Time(required=True, metadata={"description": "market time of the fill"})
 
 
 class CloseIn(Schema):
-    closed_at = tf.UtcDateTime(metadata={"description": "market time of the close (default: now)"})
+    closed_at = Time(metadata={"description": "market time of the close (default: now)"})
 
 
 class OrderTemplateIn(Schema):
@@ -135,7 +190,7 @@ class OrderTemplateIn(Schema):
 class OrderIn(Schema):
     position_template = fields.Nested(OrderTemplateIn, required=True)
     order_type = fields.String(load_default="limit", validate=validate.OneOf(ORDER_TYPES))
-    limit_price = tf.Money(allow_none=True, load_default=None,
+    limit_price = MoneyIn(allow_none=True, load_default=None, low=-MAX_PRICE, high=MAX_PRICE,
                            metadata={"description": "per combo unit: positive = debit, negative = credit"})
 
     @validates_schema
@@ -158,13 +213,13 @@ class OrderIn(Schema):
 
 
 class ExecuteIn(Schema):
-    fill_price = tf.Money(allow_none=True, load_default=None,
+    fill_price = MoneyIn(allow_none=True, load_default=None, low=-MAX_PRICE, high=MAX_PRICE,
                           metadata={"description": "net per combo unit (default: the limit price)"})
     leg_prices = fields.List(Price(), allow_none=True, load_default=None, validate=validate.Length(min=1, max=MAX_LEGS),
                              metadata={"description": "one per leg, in the template's order (multi-leg orders)"})
-    fees = tf.Money(load_default=lambda: tf.Money().deserialize("0"), validate=validate.Range(min=0),
+    fees = MoneyIn(load_default=lambda: Decimal("0.0000"), low=0, high=MAX_PRICE,
                     metadata={"description": "total commissions (recorded on the first leg's fill)"})
-    occurred_at = tf.UtcDateTime(metadata={"description": "market time of the execution (default: now)"})
+    occurred_at = Time(metadata={"description": "market time of the execution (default: now)"})
 
 
 class JournalIn(Schema):
@@ -182,7 +237,7 @@ class JournalListArgs(Schema):
 
 class RiskArtifactIn(Schema):
     artifact_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    computed_at = tf.UtcDateTime(required=True)
+    computed_at = Time(required=True)
 
 
 # -- representations --------------------------------------------------------------------
@@ -191,7 +246,7 @@ class Leg(Schema):
     position_id = fields.String(required=True)
     instrument_type = fields.String(required=True, validate=validate.OneOf(INSTRUMENTS))
     expiry = IsoDate(allow_none=True)
-    strike = tf.Money(allow_none=True)
+    strike = MoneyOut(allow_none=True)
     right = fields.String(allow_none=True)
     quantity = fields.Integer(required=True)
     multiplier = fields.Integer(required=True)
@@ -209,8 +264,8 @@ class Position(Schema):
     tags = fields.List(fields.String(), allow_none=True)
     campaign_id = fields.String(allow_none=True)
     legs = fields.List(fields.Nested(Leg), required=True)
-    realized_pnl = tf.Money(allow_none=True, metadata={"description": "set at close: net of fees, in dollars"})
-    fees = tf.Money(allow_none=True, metadata={"description": "set at close: total fees"})
+    realized_pnl = MoneyOut(allow_none=True, metadata={"description": "set at close: net of fees, in dollars"})
+    fees = MoneyOut(allow_none=True, metadata={"description": "set at close: total fees"})
     source_order_id = fields.String(allow_none=True)
     created_at = tf.UtcDateTime(required=True)
     updated_at = tf.UtcDateTime(required=True, metadata={"description": "system time of this version"})
@@ -219,9 +274,9 @@ class Position(Schema):
 class Fill(Schema):
     id = fields.String(required=True)
     leg_id = fields.String(required=True)
-    price = tf.Money(required=True)
+    price = MoneyOut(required=True)
     quantity = fields.Integer(required=True)
-    fees = tf.Money(required=True)
+    fees = MoneyOut(required=True)
     occurred_at = tf.UtcDateTime(required=True)
     recorded_at = tf.UtcDateTime(required=True)
 
@@ -233,11 +288,11 @@ class FillResult(Schema):
 
 class Metadata(Schema):
     derived_strategy = fields.String(required=True, validate=validate.OneOf(STRATEGIES))
-    net_debit = tf.Money(required=True, metadata={"description": "sum(price*qty*multiplier) of fills; credit < 0"})
-    fees = tf.Money(required=True)
+    net_debit = MoneyOut(required=True, metadata={"description": "sum(price*qty*multiplier) of fills; credit < 0"})
+    fees = MoneyOut(required=True)
     dte = fields.Integer(allow_none=True)
-    max_profit = tf.Money(allow_none=True, metadata={"description": "at expiry; null when unbounded"})
-    max_loss = tf.Money(allow_none=True, metadata={"description": "positive dollars; null when unbounded"})
+    max_profit = MoneyOut(allow_none=True, metadata={"description": "at expiry; null when unbounded"})
+    max_loss = MoneyOut(allow_none=True, metadata={"description": "positive dollars; null when unbounded"})
 
 
 class Snapshot(Schema):
@@ -257,7 +312,7 @@ class Snapshot(Schema):
 class OrderTemplateLeg(Schema):
     instrument_type = fields.String(required=True)
     expiry = IsoDate(allow_none=True)
-    strike = tf.Money(allow_none=True)
+    strike = MoneyOut(allow_none=True)
     right = fields.String(allow_none=True)
     quantity = fields.Integer(required=True)
     multiplier = fields.Integer(allow_none=True)
@@ -276,12 +331,12 @@ class Order(Schema):
     user_id = fields.Integer(required=True)
     status = fields.String(required=True, validate=validate.OneOf(ORDER_STATUSES))
     order_type = fields.String(required=True, validate=validate.OneOf(ORDER_TYPES))
-    limit_price = tf.Money(allow_none=True)
+    limit_price = MoneyOut(allow_none=True)
     position_template = fields.Nested(OrderTemplate, required=True)
     version = fields.Integer(required=True)
     position_id = fields.String(allow_none=True, metadata={"description": "the position its execution created"})
-    fill_price = tf.Money(allow_none=True)
-    slippage = tf.Money(allow_none=True, metadata={"description": "per unit; positive = worse than the limit"})
+    fill_price = MoneyOut(allow_none=True)
+    slippage = MoneyOut(allow_none=True, metadata={"description": "per unit; positive = worse than the limit"})
     filled_at = tf.UtcDateTime(allow_none=True)
     cancelled_at = tf.UtcDateTime(allow_none=True)
     created_at = tf.UtcDateTime(required=True)
@@ -334,14 +389,14 @@ class PerformanceBlock(Schema):
     wins = fields.Integer(required=True, metadata={"description": "positions with realised P&L > 0"})
     losses = fields.Integer(required=True)
     win_rate = Ratio(metadata={"description": "wins / closed positions (per position, not per leg)"})
-    gross_profit = tf.Money(required=True)
-    gross_loss = tf.Money(required=True, metadata={"description": "sum of losing positions' P&L (<= 0)"})
+    gross_profit = MoneyOut(required=True)
+    gross_loss = MoneyOut(required=True, metadata={"description": "sum of losing positions' P&L (<= 0)"})
     profit_factor = Ratio(metadata={"description": "gross profit / |gross loss|; null without losses"})
-    expectancy = tf.Money(allow_none=True, metadata={"description": "mean realised P&L per position"})
+    expectancy = MoneyOut(allow_none=True, metadata={"description": "mean realised P&L per position"})
     average_r = Ratio(metadata={"description": "mean of P&L / initial risk"})
-    max_drawdown = tf.Money(required=True, metadata={"description": "largest peak-to-trough fall of cumulative P&L"})
-    total_pnl = tf.Money(required=True)
-    total_fees = tf.Money(required=True)
+    max_drawdown = MoneyOut(required=True, metadata={"description": "largest peak-to-trough fall of cumulative P&L"})
+    total_pnl = MoneyOut(required=True)
+    total_fees = MoneyOut(required=True)
 
 
 class StrategyPerformance(PerformanceBlock):
@@ -363,7 +418,7 @@ class FillRecorded(Schema):
     """A fill was recorded on one of the position's legs."""
     position_id = fields.String(required=True)
     fill = fields.Nested(Fill, required=True)
-    slippage = tf.Money(allow_none=True, metadata={"description": "per unit vs the order's limit; null if not from an order"})
+    slippage = MoneyOut(allow_none=True, metadata={"description": "per unit vs the order's limit; null if not from an order"})
 
 
 class PositionAdjusted(Schema):
@@ -375,8 +430,8 @@ class PositionAdjusted(Schema):
 class PositionClosed(Schema):
     """The position was closed; realised P&L is net of fees, in dollars."""
     position_id = fields.String(required=True)
-    realized_pnl = tf.Money(required=True)
-    fees = tf.Money(required=True)
+    realized_pnl = MoneyOut(required=True)
+    fees = MoneyOut(required=True)
     closed_at = tf.UtcDateTime(required=True)
 
 
@@ -394,9 +449,9 @@ class OrderFilled(Schema):
     """An order was executed: its position and fills exist."""
     order_id = fields.String(required=True)
     position_id = fields.String(required=True)
-    limit_price = tf.Money(allow_none=True)
-    fill_price = tf.Money(required=True)
-    slippage = tf.Money(allow_none=True)
+    limit_price = MoneyOut(allow_none=True)
+    fill_price = MoneyOut(required=True)
+    slippage = MoneyOut(allow_none=True)
     filled_at = tf.UtcDateTime(required=True)
     reduces_position = fields.Boolean(required=True)
 

@@ -28,9 +28,9 @@ positions = sa.Table(
     sa.Column("campaign_id", sa.String(36), nullable=True),
     sa.Column("source_order_id", sa.String(36), nullable=True),
     # Fixed at close: net of fees, in dollars (multiplier applied).
-    sa.Column("realized_pnl", Money(), nullable=True),
-    sa.Column("fees", Money(), nullable=True),
-    sa.Column("initial_risk", Money(), nullable=True),
+    sa.Column("realized_pnl", Money(30, 4), nullable=True),
+    sa.Column("fees", Money(30, 4), nullable=True),
+    sa.Column("initial_risk", Money(30, 4), nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Index("ix_tl_positions_user_status", "user_id", "status", "created_at"),
@@ -63,7 +63,7 @@ fills = sa.Table(
     sa.Column("occurred_at", UtcDateTime, nullable=False),  # market reality
     sa.Column("recorded_at", UtcDateTime, nullable=False),  # system reality
     sa.Column("order_id", sa.String(36), nullable=True),
-    sa.Column("slippage", Money(), nullable=True),
+    sa.Column("slippage", Money(30, 4), nullable=True),
     sa.Column("position_version", sa.Integer, nullable=False),  # the version this fill made
     sa.Index("ix_tl_fills_position", "position_id", "position_version"),
 )
@@ -101,8 +101,8 @@ orders = sa.Table(
     sa.Column("position_template", JSONType, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("position_id", sa.String(36), nullable=True),  # the position its execution created
-    sa.Column("fill_price", Money(), nullable=True),
-    sa.Column("slippage", Money(), nullable=True),
+    sa.Column("fill_price", Money(30, 4), nullable=True),
+    sa.Column("slippage", Money(30, 4), nullable=True),
     sa.Column("filled_at", UtcDateTime, nullable=True),
     sa.Column("cancelled_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),

@@ -29,14 +29,13 @@ OID = "<string(length=36):order_id>"
 @positions_blp.route("")
 class Positions(MethodView):
     @positions_blp.arguments(s.PositionListArgs, location="query")
-    @positions_blp.response(200, s.Position(many=True))
-    @positions_blp.paginate(page_size=50, max_page_size=500)
-    def get(self, args, pagination_parameters):
-        """Your positions, newest first (filter by status, symbol; paginated, X-Pagination)."""
-        items, total = service.list_positions(conn(), user().id, page=pagination_parameters.page,
-                                              page_size=pagination_parameters.page_size, **args)
-        pagination_parameters.item_count = total
-        return items
+    @positions_blp.response(200, s.Position(many=True), headers={"X-Total-Count": {
+        "description": "how many positions match (all pages)", "schema": {"type": "integer"}}})
+    def get(self, args):
+        """Your positions, newest first: filter by status and symbol; ``page`` and
+        ``page_size`` (default 50, at most 500); the total is in X-Total-Count."""
+        items, total = service.list_positions(conn(), user().id, **args)
+        return items, 200, {"X-Total-Count": str(total)}
 
     @positions_blp.arguments(s.PositionIn)
     @positions_blp.response(201, s.Position)

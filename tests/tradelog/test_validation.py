@@ -2,6 +2,8 @@
 field (never a 500); user B sees none of user A's resources."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from tests.tradelog.conftest import TL, day, key, opt
@@ -156,3 +158,20 @@ def test_unknown_ids_are_404(tl):
     assert tl.c.get("/api/positions/not-a-uuid").status_code == 404
     assert tl.c.get("/api/positions/" + "0" * 36).status_code == 404
     assert tl.c.post("/api/orders/" + "0" * 36 + "/execute", json={}, idem=key()).status_code == 404
+
+
+def test_extreme_but_valid_values_are_stored_not_500(tl):
+    p = tl.create([{"instrument_type": "stock", "quantity": 1_000_000, "multiplier": 10_000}], symbol="BIG")
+    leg_id = p["legs"][0]["id"]
+    tl.fill(p["id"], leg_id, "0.0001", 1_000_000, fees="10000000")
+    tl.fill(p["id"], leg_id, "10000000", -1_000_000, fees="10000000")
+    closed = tl.close(p["id"])
+    # (10,000,000 - 0.0001) * 1,000,000 * 10,000 = 1e17 - 1e6; minus 20,000,000 fees
+    assert Decimal(closed["realized_pnl"]) == Decimal("99999999999000000") - Decimal("20000000")
+    for body, field in [({"leg_id": leg_id, "price": "10000000.01", "quantity": 1, "occurred_at": "2025-01-01"}, "price"),
+                        ({"leg_id": leg_id, "price": "1", "quantity": 1, "occurred_at": "0001-01-01T00:00:00+00:01"},
+                         "occurred_at")]:
+        r = tl.c.post(f"/api/positions/{p['id']}/fills", json=body, idem=key())
+        assert r.status_code in (409, 422)
+    r = tl.c.get(f"/api/positions/{p['id']}", query_string={"as_of": "0001-01-01T00:00:00+00:01"})
+    assert r.status_code == 422 and "as_of" in r.json["errors"]["query"]
