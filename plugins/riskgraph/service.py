@@ -15,7 +15,7 @@ from app.concurrency import versioned_update
 from app.db import is_duplicate_key, new_id, utcnow
 from bus import outbox
 from plugins.riskgraph import risk
-from plugins.riskgraph.schemas import Artifact, SharedTemplate, Strategy, Template, today
+from plugins.riskgraph.schemas import SharedTemplate, Strategy, today
 from plugins.riskgraph.tables import (
     market_inputs, position_books, risk_artifacts, strategies, strategy_versions, templates,
 )
@@ -96,7 +96,13 @@ def create_strategy(c, user_id: int, data: dict, *, strategy_id: str | None = No
         color=data.get("color"), label=data.get("label"), added_at=data.get("added_at") or _ms(now),
         is_active=True, version=1, created_at=now, updated_at=now)
     _check_geometry(s)
-    c.execute(strategies.insert().values(**s))
+    try:
+        with c.begin_nested():
+            c.execute(strategies.insert().values(**s))
+    except sa.exc.IntegrityError as exc:  # a client id taken meanwhile (concurrent import)
+        if not is_duplicate_key(exc):
+            raise
+        raise errors.Conflict(f"strategy id {s['id']} is taken; retry the import", code="id_taken") from None
     _record(c, user_id, s, "created", change_reason or data.get("change_reason"), "StrategyAdded")
     return s
 
@@ -484,6 +490,13 @@ def set_market_inputs(c, user_id: int, symbol: str, data: dict) -> dict:
                                                    market_inputs.c.symbol == symbol)
                       .values(inputs=inputs, updated_at=now))
     return {"symbol": symbol, **inputs, "updated_at": now}
+
+
+def market_inputs_of(c, user_id: int, symbol: str) -> dict:
+    found = get_market_inputs(c, user_id, symbol)
+    if found is None:
+        raise errors.NotFound(f"no market inputs for {symbol}")
+    return found
 
 
 def get_market_inputs(c, user_id: int, symbol: str) -> dict | None:

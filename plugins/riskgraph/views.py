@@ -218,11 +218,7 @@ class MarketInputs(MethodView):
     @blp.response(200, s.MarketInputs)
     def get(self, symbol):
         """The market inputs event-driven recomputes use for a symbol."""
-        found = service.get_market_inputs(conn(), user().id, symbol)
-        if found is None:
-            from app import errors
-            raise errors.NotFound(f"no market inputs for {symbol}")
-        return found
+        return service.market_inputs_of(conn(), user().id, symbol)
 
     @blp.arguments(s.MarketInputsIn)
     @blp.response(200, s.MarketInputs)

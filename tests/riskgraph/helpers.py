@@ -1,7 +1,6 @@
 """Shared bits of the riskgraph tests."""
 from __future__ import annotations
 
-import sqlalchemy as sa
 
 API = "/api/risk-graph"
 
