@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from app.db import UtcDateTime
 from plugins.breakers import tables as t
 
 DAILY_LOSS, DRAWDOWN, ORDER_RATE, SLIPPAGE, CONFIDENCE = (
@@ -163,10 +164,13 @@ def book_row(conn, user_id: int, book: str):
                                                     t.pnl_book.c.book == book)).first()
 
 
+_EXECUTIONS_SINCE = sa.select(sa.func.count()).select_from(t.order_log).where(
+    t.order_log.c.user_id == sa.bindparam("uid"), t.order_log.c.executed_at > sa.bindparam("since", type_=UtcDateTime()))
+
+
 def executions_in_window(conn, user_id: int, now: dt.datetime) -> int:
     """Executions whose timestamp lies in the half-open second (now - 1 s, now]."""
-    return int(conn.execute(sa.select(sa.func.count()).select_from(t.order_log).where(
-        t.order_log.c.user_id == user_id, t.order_log.c.executed_at > now - RATE_WINDOW)).scalar() or 0)
+    return int(conn.execute(_EXECUTIONS_SINCE, {"uid": user_id, "since": now - RATE_WINDOW}).scalar() or 0)
 
 
 def recent_slippage(conn, user_id: int) -> list[Decimal]:
@@ -294,18 +298,70 @@ def breaker_cause(e: Effective) -> dict:
     return cause(e.config.breaker, value, e.config.limit, f"{e.config.breaker}: {message}")
 
 
-def snapshot(conn, user_id: int, now: dt.datetime, *, measure_all: bool = False) -> Snapshot:
-    """Read everything the rules need for ``user_id`` at ``now`` (a handful of queries)."""
-    configs = effective_configs(config_rows(conn, user_id))
-    rows = {r.breaker: r for r in conn.execute(sa.select(t.states).where(t.states.c.user_id == user_id))}
-    switches = conn.execute(sa.select(t.kill_switches).where(
-        t.kill_switches.c.engaged.is_(True), t.kill_switches.c.scope_key.in_([0, user_id]))).fetchall()
-    trading_row = conn.execute(sa.select(t.trading_state).where(t.trading_state.c.user_id == user_id)).first()
+# The hooks run on every execution and scoring: their statements are built once, with bind
+# parameters (building a SQLAlchemy statement costs more than SQLite running it).
+_UID = sa.bindparam("uid")
+
+
+def _engaged(kind: str):
+    ks = t.kill_switches
+    return sa.exists().where(ks.c.engaged.is_(True), ks.c.kind == kind,
+                             sa.or_(ks.c.scope_key == 0, ks.c.scope_key == _UID))
+
+
+_TRADING = sa.select(t.trading_state, _engaged("orders").label("orders_switch"),
+                     _engaged("ml_scoring").label("ml_switch")).where(t.trading_state.c.user_id == _UID)
+_TRADING_LOCKED = _TRADING.with_for_update()
+_CONFIGS_WITH_LATCHES = (
+    sa.select(t.configs, *[c.label(f"s_{c.name}") for c in t.states.c])
+    .select_from(t.configs.outerjoin(t.states, sa.and_(t.states.c.user_id == _UID,
+                                                       t.states.c.breaker == t.configs.c.breaker)))
+    .where(sa.or_(t.configs.c.scope_key == 0, t.configs.c.scope_key == _UID)))
+
+
+def trading_row(conn, user_id: int, *, lock: bool = False):
+    """The user's trading-state row, with flags telling whether an orders / ML kill switch
+    (the user's or the deployment's) is engaged. ``lock``: ``FOR UPDATE`` (SQLite's single
+    writer needs none: its transactions already begin IMMEDIATE)."""
+    return conn.execute(_TRADING_LOCKED if lock else _TRADING, {"uid": user_id}).first()
+
+
+def snapshot(conn, user_id: int, now: dt.datetime, *, measure_all: bool = False, lean: bool = False,
+             lock_clock=None, ensure_row=None) -> Snapshot:
+    """Read everything the rules need for ``user_id`` at ``now``.
+
+    ``lean`` (the hooks' path): as few round trips as possible: configs joined with their
+    latches (latches of breakers no longer configured bind nothing and are not read), and the
+    trading row with kill-switch flags (the switches themselves only when one is engaged).
+    ``lock_clock`` (the order check): lock the trading row (``FOR UPDATE``; created by
+    ``ensure_row(conn, user_id)`` when missing) if an order-rate limit is set, then read the
+    clock, so execution timestamps follow lock order."""
+    if not lean:
+        configs = effective_configs(config_rows(conn, user_id))
+        rows = {r.breaker: r for r in conn.execute(sa.select(t.states).where(t.states.c.user_id == user_id))}
+        trow = trading_row(conn, user_id)
+    else:
+        joined = conn.execute(_CONFIGS_WITH_LATCHES, {"uid": user_id}).fetchall()
+        configs = effective_configs(joined)
+        rows = {r.breaker: _StateRow(r) for r in joined if r.s_user_id is not None}
+        lock = lock_clock is not None and ORDER_RATE in configs
+        trow = trading_row(conn, user_id, lock=lock)
+        if trow is None and lock:
+            ensure_row(conn, user_id)
+            trow = trading_row(conn, user_id, lock=True)
+        if lock:
+            now = lock_clock()
+    if trow is None or trow.orders_switch or trow.ml_switch:
+        switches = conn.execute(sa.select(t.kill_switches).where(
+            t.kill_switches.c.engaged.is_(True), t.kill_switches.c.scope_key.in_([0, user_id]))).fetchall()
+    else:
+        switches = []
     effective = {}
     for name, cfg in configs.items():
         row = rows.get(name)
         latched = bool(row is not None and row.tripped)
-        m = measure(conn, user_id, cfg, now) if (measure_all or cfg.reset_policy == "auto") else None
+        m = measure(conn, user_id, cfg, now) if (measure_all or cfg.reset_policy == "auto" or
+                                                 (lock_clock is not None and name == ORDER_RATE)) else None
         if cfg.reset_policy == "auto":
             effective[name] = Effective(cfg, row, m.breached, None, m)
         elif latched and cfg.reset_policy == "session_open" and \
@@ -313,4 +369,14 @@ def snapshot(conn, user_id: int, now: dt.datetime, *, measure_all: bool = False)
             effective[name] = Effective(cfg, row, False, at, m)
         else:
             effective[name] = Effective(cfg, row, latched, None, m)
-    return Snapshot(user_id, now, configs, rows, effective, switches, trading_row)
+    return Snapshot(user_id, now, configs, rows, effective, switches, trow)
+
+
+class _StateRow:
+    """A breaker_states row read through the join (columns prefixed ``s_``)."""
+
+    def __init__(self, joined):
+        self._j = joined
+
+    def __getattr__(self, name):
+        return getattr(self._j, f"s_{name}")
