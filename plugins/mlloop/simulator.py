@@ -85,16 +85,16 @@ VIX3M_RATIO = np.array([1.14, 1.08, 1.02, 0.90])    # contango in calm, backward
 
 # --- dynamics ---------------------------------------------------------------------------
 BIAS_PERSISTENCE = 0.97        # AR(1) of the latent bias per bar
-BIAS_DRIFT = 0.10              # drift per bar = BIAS_DRIFT * latent bias * bar vol
-LFI_NOISE = 0.6                # published LFI = tanh(0.9 (bias + LFI_NOISE * noise))
+BIAS_DRIFT = 0.20              # drift per bar = BIAS_DRIFT * latent bias * bar vol
+LFI_NOISE = 0.5                # published LFI = tanh(0.9 (bias + LFI_NOISE * noise))
 GAMMA_VOL = (1.20, 0.85)       # vol multiplier below / above the gamma flip
 PIN_STRENGTH = 0.015           # per bar, rising x3 into the close, x1.5 in opex week
 WALL_STRENGTH = 0.05           # per bar, beyond a wall while long gamma
 SKEW_PUT, SKEW_CALL = 4.0, 1.5  # iv = atm * (1 - skew * ln(K / S))
 # Jumps: fat tails the Black-Scholes smile underprices (cheap wings, rich shoulders), so
 # convexity carries a little real edge. Total variance is kept: the diffusion shrinks.
-JUMP_PROB = 0.004              # per bar (~0.3 a session)
-JUMP_SD_DAYS = 1.0             # jump sd in units of a session's (diffusion-free) vol
+JUMP_PROB = 0.002              # per bar (~0.16 a session)
+JUMP_SD_DAYS = 0.6             # jump sd in units of a session's vol
 JUMP_MEAN_DAYS = -0.3          # jumps lean down (the put skew is not wrong about sign)
 _JUMP_VAR_SHARE = JUMP_PROB * BARS * (JUMP_SD_DAYS ** 2 + JUMP_MEAN_DAYS ** 2)
 DIFFUSION_SCALE = math.sqrt(1.0 - _JUMP_VAR_SHARE)
@@ -109,6 +109,8 @@ LONG_P = {1: 0.60, 2: 0.85}                # share of debit verticals / long fli
 EXPIRY_P = (0.40, 0.20, 0.13, 0.11, 0.09, 0.07)   # trading days to expiry 0..5
 MAX_EXPIRY_DAYS = len(EXPIRY_P) - 1
 WIDTHS = np.array([5, 10, 15, 20, 25, 30, 40, 50])
+MIN_PREMIUM_CENTS = 50                     # proposals pay or collect at least $0.50
+MAX_GEOMETRIC_R2R = 20.0                   # and promise at most 20:1
 TICK_CENTS = 5                             # $0.05 premium tick
 FEE_PER_CONTRACT_CENTS = 125               # commission + exchange fee per leg contract
 LEG_CONTRACTS = np.array([1, 2, 4])        # single, vertical, butterfly
@@ -272,6 +274,20 @@ class _Timeline:
         return len(self.dates)
 
 
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    date: date
+    day_index: int                # < 0 for warm-up sessions
+    regime: str                   # the latent regime (simulator truth)
+    open: float
+    close: float
+    vix_open: float
+    vix_close: float
+    gamma_flip: float
+    call_wall: float
+    put_wall: float
+
+
 @dataclass(frozen=True)
 class SimConfig:
     ideas_per_day: int = 20_000
@@ -429,6 +445,22 @@ class World:
                 market_mode=modes[k], bias_lfi=float(lfi[k]), es_futures_premium=float(es[k]),
                 tnx_level=round(st.tnx, 3), dxy_level=round(st.dxy, 2)))
 
+    def sessions(self, n: int | None = None) -> list["SessionInfo"]:
+        """The simulated sessions so far (warm-up first); simulates up to `n` of them."""
+        if n is not None:
+            self._ensure_sessions(n)
+        tl = self._tl
+        out = []
+        for i, d in enumerate(tl.dates):
+            g = i * POINTS
+            out.append(SessionInfo(
+                date=d, day_index=i - self.config.warmup_days, regime=REGIMES[int(tl.regime[g])],
+                open=float(tl.spot[g]), close=float(tl.spot[g + BARS]),
+                vix_open=float(tl.vix[g]), vix_close=float(tl.vix[g + BARS]),
+                gamma_flip=float(tl.flip[g]), call_wall=float(tl.call_wall[g]),
+                put_wall=float(tl.put_wall[g])))
+        return out
+
     # -- days ----------------------------------------------------------------------------
     def day(self, index: int) -> "SimDay":
         """Trading day `index` (0-based) with its ideas and their whole futures."""
@@ -453,7 +485,21 @@ def _round_ticks(value: np.ndarray) -> np.ndarray:
 
 def _tier(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     """classify_profit_tier, vectorised (x and r in the same unit)."""
-    return np.where(x <= -0.5 * r, 0, np.where(x <= 0, 1, np.where(x < r, 2, 3)))
+    return ((x > -0.5 * r).astype(np.int8) + (x > 0) + (x >= r)).astype(np.int8)
+
+
+def _proposable(code, width, debit_cents):
+    """What the Trade Selector would propose: a premium of at least MIN_PREMIUM_CENTS, a
+    defined-risk structure that can still lose at least that much, and a geometric reward /
+    risk of at most MAX_GEOMETRIC_R2R (no penny lottery tickets)."""
+    prem = np.abs(debit_cents)
+    w = width * 100
+    long_ = debit_cents > 0
+    ok = prem >= MIN_PREMIUM_CENTS
+    spread = code > 0
+    ok &= ~spread | (w - prem >= MIN_PREMIUM_CENTS)                       # risk / reward left
+    ok &= ~(spread & long_) | ((w - prem) <= MAX_GEOMETRIC_R2R * prem)
+    return ok
 
 
 def _dec_cents(c: int) -> Decimal:
@@ -496,49 +542,25 @@ class SimDay:
         rng = w._rng(self.session, _STREAM_IDEAS)
         g0 = self._g0
 
-        bar = np.sort(rng.integers(0, DECISION_BARS, n))
-        offset_ms = rng.integers(0, 240_000, n)
-        order = np.lexsort((offset_ms, bar))
-        bar, offset_ms = bar[order], offset_ms[order]
+        # Draw candidates in bulk and keep the first n a Trade Selector would propose (see
+        # _proposable); then order them by decision time.
+        picked: list[dict] = []
+        have = 0
+        while have < n:
+            cand = self._candidates(rng, 2 * (n - have) + 64)
+            ok = np.nonzero(cand.pop("ok"))[0][: n - have]
+            picked.append({k: v[ok] for k, v in cand.items()})
+            have += len(ok)
+        c = {k: np.concatenate([p[k] for p in picked]) for k in picked[0]}
+        order = np.lexsort((c["offset_ms"], c["bar"]))
+        c = {k: v[order] for k, v in c.items()}
+        bar, offset_ms, code, side, dir_sign = c["bar"], c["offset_ms"], c["code"], c["side"], c["dir_sign"]
+        k_exp, width, strike, debit_cents = c["k_exp"], c["width"], c["strike"], c["debit_cents"]
         g = g0 + bar
-        code = rng.choice(3, size=n, p=STRATEGY_P)
-        side = np.where(rng.random(n) < 0.5, 1.0, -1.0)
-        long_draw = rng.random(n)
-        dir_sign = np.where(code == 0, 1.0,
-                            np.where(long_draw < np.where(code == 1, LONG_P[1], LONG_P[2]), 1.0, -1.0))
-        k_exp = rng.choice(len(EXPIRY_P), size=n, p=EXPIRY_P)
-        x_step = (self.session + k_exp) * POINTS + BARS          # expiry close, global step
-
+        x_step = (self.session + k_exp) * POINTS + BARS
         spot = tl.spot[g]
         atm = tl.vix[g] / 100.0
         years = (tl.var_clock[x_step] - tl.var_clock[g]) / VARIANCE_MINUTES_PER_YEAR
-        em = spot * atm * np.sqrt(years)
-
-        # widths near 0.8 expected moves, widely spread
-        wz = np.log(WIDTHS[None, :] / np.maximum(0.8 * em[:, None], 1.0)) / 0.8
-        wp = np.exp(-0.5 * wz * wz)
-        wp /= wp.sum(axis=1, keepdims=True)
-        wi = (wp.cumsum(axis=1) < rng.random(n)[:, None]).sum(axis=1)
-        width = np.where(code == 0, 0, WIDTHS[np.minimum(wi, len(WIDTHS) - 1)]).astype(np.int64)
-
-        z = rng.standard_normal(n)
-        anchor = np.select(
-            [code == 0, (code == 1) & (dir_sign > 0), code == 1],
-            [spot + side * (0.4 + 0.6 * z) * em,        # singles: mostly OTM
-             spot + side * (0.6 * z) * em,              # debit verticals: long leg near ATM
-             spot + side * (0.8 + 0.5 * z) * em],       # credit verticals: short leg OTM
-            default=spot + 0.7 * z * em)                # butterflies: centre around spot
-        strike = (np.rint(anchor / 5) * 5).astype(np.int64)
-        strike = np.maximum(strike, 5 + 2 * width)
-
-        leg_k, leg_q = leg_arrays(code, side, dir_sign, strike, width)
-        is_call = (side > 0)[:, None]
-        value = (leg_q * bs_price(spot[:, None], leg_k, years[:, None],
-                                  implied_vol(atm[:, None], leg_k, spot[:, None]), is_call)).sum(axis=1)
-        ticks = _round_ticks(np.abs(value))
-        max_ticks = np.where(code == 0, np.iinfo(np.int64).max // 4, width * 100 // TICK_CENTS - 1)
-        ticks = np.clip(ticks, 1, max_ticks)
-        debit_cents = (dir_sign * ticks * TICK_CENTS).astype(np.int64)
 
         sc = score_arrays(
             cfg.selector_params, strategy_code=code, side_sign=side, dir_sign=dir_sign,
@@ -582,126 +604,189 @@ class SimDay:
         self._expiry_dates = expiry_dates
         self._simulate_paths()
 
-    def _simulate_paths(self) -> None:
+    def _candidates(self, rng: np.random.Generator, m: int) -> dict[str, np.ndarray]:
+        """m random candidate ideas at random decision bars of the day, priced at the bar."""
+        tl = self.world._tl
+        bar = rng.integers(0, DECISION_BARS, m)
+        offset_ms = rng.integers(0, 240_000, m)
+        g = self._g0 + bar
+        code = rng.choice(3, size=m, p=STRATEGY_P)
+        side = np.where(rng.random(m) < 0.5, 1.0, -1.0)
+        long_draw = rng.random(m)
+        dir_sign = np.where(code == 0, 1.0,
+                            np.where(long_draw < np.where(code == 1, LONG_P[1], LONG_P[2]), 1.0, -1.0))
+        k_exp = rng.choice(len(EXPIRY_P), size=m, p=EXPIRY_P)
+        x_step = (self.session + k_exp) * POINTS + BARS          # expiry close, global step
+        spot = tl.spot[g]
+        atm = tl.vix[g] / 100.0
+        years = (tl.var_clock[x_step] - tl.var_clock[g]) / VARIANCE_MINUTES_PER_YEAR
+        em = spot * atm * np.sqrt(years)
+
+        # widths near 0.8 expected moves, widely spread
+        wz = np.log(WIDTHS[None, :] / np.maximum(0.8 * em[:, None], 1.0)) / 0.8
+        wp = np.exp(-0.5 * wz * wz)
+        wp /= wp.sum(axis=1, keepdims=True)
+        wi = (wp.cumsum(axis=1) < rng.random(m)[:, None]).sum(axis=1)
+        width = np.where(code == 0, 0, WIDTHS[np.minimum(wi, len(WIDTHS) - 1)]).astype(np.int64)
+
+        z = rng.standard_normal(m)
+        anchor = np.select(
+            [code == 0, (code == 1) & (dir_sign > 0), code == 1],
+            [spot + side * np.clip(0.4 + 0.6 * z, -0.5, 1.2) * em,   # singles: mostly OTM
+             spot + side * (0.6 * z) * em,                          # debit verticals: near ATM
+             spot + side * (0.8 + 0.5 * z) * em],                   # credit verticals: OTM
+            default=spot + 0.7 * z * em)                            # butterflies: around spot
+        strike = (np.rint(anchor / 5) * 5).astype(np.int64)
+        strike = np.maximum(strike, 5 + 2 * width)
+
+        leg_k, leg_q = leg_arrays(code, side, dir_sign, strike, width)
+        is_call = (side > 0)[:, None]
+        value = (leg_q * bs_price(spot[:, None], leg_k, years[:, None],
+                                  implied_vol(atm[:, None], leg_k, spot[:, None]), is_call)).sum(axis=1)
+        ticks = _round_ticks(np.abs(value))
+        debit_cents = (dir_sign * ticks * TICK_CENTS).astype(np.int64)
+        return {"bar": bar, "offset_ms": offset_ms, "code": code, "side": side,
+                "dir_sign": dir_sign, "k_exp": k_exp, "width": width, "strike": strike,
+                "debit_cents": debit_cents, "ok": _proposable(code, width, debit_cents)}
+
+    def _price_group(self, k: int, ii: np.ndarray, leg_k: np.ndarray, leg_q: np.ndarray):
+        """Marks of ideas `ii` (all expiring k sessions out) from the day's open to expiry.
+
+        Returns (value per share [n, cols], P&L in cents [n, cols]); before and at entry the
+        P&L is 0, the last column is the exact integer settlement.
+        """
+        t, tl = self.table, self.world._tl
+        x = (self.session + k) * POINTS + BARS
+        cols = np.arange(self._g0, x + 1)
+        s_cols = tl.spot[cols]
+        tau = (tl.var_clock[x] - tl.var_clock[cols]) / VARIANCE_MINUTES_PER_YEAR
+        strikes_u, inv = np.unique(leg_k[ii], return_inverse=True)
+        inv = inv.reshape(len(ii), 3)
+        iv = implied_vol((tl.vix[cols] / 100.0)[:, None], strikes_u[None, :], s_cols[:, None])
+        calls = bs_price(s_cols[:, None], strikes_u[None, :], tau[:, None], iv, True)
+        puts = np.where(tau[:, None] > 0,
+                        np.maximum(calls - s_cols[:, None] + strikes_u[None, :], 0.0),  # parity
+                        np.maximum(strikes_u[None, :] - s_cols[:, None], 0.0))
+        chain = np.concatenate([calls, puts], axis=1)                    # [cols, 2U]
+        side = t["side_sign"][ii]
+        li = inv + np.where(side > 0, 0, len(strikes_u))[:, None]
+        q = leg_q[ii]
+        val = np.einsum("cnl,nl->nc", chain[:, li], q)                    # [n, cols]
+        debit = t["debit_cents"][ii]
+        pnl = np.rint((val - debit[:, None] / 100.0) * 10_000).astype(np.int64)
+        # exact settlement from integer intrinsic values (cents per share)
+        s_set = int(round(tl.spot[x] * 100))
+        lk = leg_k[ii] * 100
+        intr = np.where(side[:, None] > 0, np.maximum(s_set - lk, 0), np.maximum(lk - s_set, 0))
+        set_val = (intr * q.astype(np.int64)).sum(axis=1)
+        pnl[:, -1] = (set_val - debit) * 100
+        val[:, -1] = set_val / 100.0
+        rel = t["step"][ii] - self._g0
+        pnl[np.arange(pnl.shape[1])[None, :] <= rel[:, None]] = 0
+        return val, pnl
+
+    def _simulate_paths(self, chunk: int = 8192) -> None:
         t = self.table
         tl = self.world._tl
         n = len(t["bar"])
-        settle = np.zeros(n, np.int64)
-        max_c = np.zeros(n, np.int64)
-        min_c = np.zeros(n, np.int64)
-        t_max = np.zeros(n, np.int64)
-        t_dd = np.zeros(n, np.int64)
-        life = np.zeros(n, np.int64)
-        trig_idea, trig_step, trig_code, trig_cum, trig_val = [], [], [], [], []
-
-        code, side, sgn = t["strategy_code"], t["side_sign"], t["dir_sign"]
-        leg_k, leg_q = leg_arrays(code, side, sgn, t["strike"], t["width"])
+        out = {name: np.zeros(n, np.int64) for name in (
+            "settlement_cents", "max_cents", "min_cents", "time_to_max_minutes",
+            "time_in_drawdown_minutes", "lifetime_minutes")}
+        trig = {"idea": [], "step": [], "code": [], "cum_cents": [], "value": []}
+        leg_k, leg_q = leg_arrays(t["strategy_code"], t["side_sign"], t["dir_sign"],
+                                  t["strike"], t["width"])
         leg_k = leg_k.astype(np.int64)
-        spot_all = tl.spot
-        minutes_w = np.where(tl.bar < BARS, BAR_MINUTES, 0)
-        for k in range(MAX_EXPIRY_DAYS + 1):
-            idx_k = np.nonzero(t["expiry_offset"] == k)[0]
-            if idx_k.size == 0:
-                continue
-            x = (self.session + k) * POINTS + BARS
-            cols = np.arange(self._g0, x + 1)
-            s_cols = spot_all[cols]
-            tau = (tl.var_clock[x] - tl.var_clock[cols]) / VARIANCE_MINUTES_PER_YEAR
-            strikes_u, inv = np.unique(leg_k[idx_k], return_inverse=True)
-            inv = inv.reshape(len(idx_k), 3)
-            atm = tl.vix[cols] / 100.0
-            iv = implied_vol(atm[:, None], strikes_u[None, :], s_cols[:, None])
-            calls = bs_price(s_cols[:, None], strikes_u[None, :], tau[:, None], iv, True)
-            puts = calls - s_cols[:, None] + strikes_u[None, :]          # parity, r = q = 0
-            puts = np.where(tau[:, None] > 0, np.maximum(puts, 0.0), np.maximum(strikes_u[None, :] - s_cols[:, None], 0.0))
-            chain = np.concatenate([calls, puts], axis=1)                # [cols, 2U]
-            # exact settlement, integer cents
-            s_set = int(round(spot_all[x] * 100))
-            U = len(strikes_u)
-            for lo in range(0, len(idx_k), 4096):
-                ii = idx_k[lo: lo + 4096]
-                li = inv[lo: lo + 4096] + np.where(side[ii] > 0, 0, U)[:, None]
-                q = leg_q[ii]
-                val = np.einsum("cnl,nl->nc", chain[:, li], q)            # [n, cols] per share
-                debit = t["debit_cents"][ii]
-                rel = t["step"][ii] - self._g0                          # entry column
-                pnl = np.rint((val - debit[:, None] / 100.0) * 10_000).astype(np.int64)
-                # exact settlement from integer intrinsic values
-                lk = leg_k[ii] * 100
-                intr = np.where(side[ii][:, None] > 0, np.maximum(s_set - lk, 0), np.maximum(lk - s_set, 0))
-                set_val = (intr * q.astype(np.int64)).sum(axis=1)        # cents per share
-                set_pnl = (set_val - debit) * 100
-                pnl[:, -1] = set_pnl
-                val[:, -1] = set_val / 100.0
-                colidx = np.arange(len(cols))[None, :]
-                pnl = np.where(colidx <= rel[:, None], 0, pnl)
-                settle[ii] = set_pnl
-                max_c[ii] = pnl.max(axis=1)
-                min_c[ii] = pnl.min(axis=1)
-                tc = tl.trade_clock[cols]
-                t_max[ii] = np.maximum(tc[pnl.argmax(axis=1)] - tc[rel], 0)
-                wts = minutes_w[cols][None, :-1]
-                t_dd[ii] = ((pnl[:, :-1] < 0) * wts).sum(axis=1)
-                life[ii] = tc[-1] - tc[rel]
-                self._triggers(ii, rel, cols, pnl, val, s_cols, tc,
-                               trig_idea, trig_step, trig_code, trig_cum, trig_val)
-        t.update({"settlement_cents": settle, "max_cents": max_c, "min_cents": min_c,
-                  "time_to_max_minutes": t_max, "time_in_drawdown_minutes": t_dd,
-                  "lifetime_minutes": life,
-                  "settlement_price_cents": np.rint(spot_all[t["expiry_step"]] * 100).astype(np.int64)})
-        if trig_idea:
-            ti = np.concatenate(trig_idea)
-            ts = np.concatenate(trig_step)
-            tcode = np.concatenate(trig_code)
-            tcum = np.concatenate(trig_cum)
-            tval = np.concatenate(trig_val)
+        span = (MAX_EXPIRY_DAYS + 1) * POINTS
+        cols_all = np.arange(self._g0, self._g0 + span)
+        tc_all = tl.trade_clock[cols_all]
+        s_all = tl.spot[cols_all]
+        minutes_w = np.where(tl.bar[cols_all] < BARS, BAR_MINUTES, 0)
+        # chunks of ideas sorted by expiry: short-dated chunks walk fewer columns
+        order = np.argsort(t["expiry_offset"], kind="stable")
+        for lo in range(0, n, chunk):
+            ii = order[lo: lo + chunk]
+            ks = t["expiry_offset"][ii]
+            ncols = (int(ks.max()) + 1) * POINTS
+            pnl = np.zeros((len(ii), ncols), np.int64)
+            val = np.zeros((len(ii), ncols))
+            for k in np.unique(ks):
+                sel = np.nonzero(ks == k)[0]
+                v, p = self._price_group(int(k), ii[sel], leg_k, leg_q)
+                width = p.shape[1]
+                pnl[sel, :width] = p
+                val[sel, :width] = v
+                pnl[sel, width:] = p[:, -1:]          # after expiry: settled, flat
+            rel = t["step"][ii] - self._g0
+            xrel = (ks + 1) * POINTS - 1
+            rows = np.arange(len(ii))
+            tc = tc_all[:ncols]
+            live = np.arange(ncols)[None, :] <= xrel[:, None]
+            out["settlement_cents"][ii] = pnl[rows, xrel]
+            out["max_cents"][ii] = np.where(live, pnl, np.iinfo(np.int64).min).max(axis=1)
+            out["min_cents"][ii] = np.where(live, pnl, np.iinfo(np.int64).max).min(axis=1)
+            first_max = np.where(live, pnl, np.iinfo(np.int64).min).argmax(axis=1)
+            out["time_to_max_minutes"][ii] = np.maximum(tc[first_max] - tc[rel], 0)
+            underwater = (pnl[:, :-1] < 0) & (np.arange(ncols - 1)[None, :] < xrel[:, None])
+            out["time_in_drawdown_minutes"][ii] = (underwater * minutes_w[None, :ncols - 1]).sum(axis=1)
+            out["lifetime_minutes"][ii] = tc[xrel] - tc[rel]
+            self._triggers(ii, rel, xrel, pnl, val, s_all[:ncols], tc, trig)
+        t.update(out)
+        t["settlement_price_cents"] = np.rint(tl.spot[t["expiry_step"]] * 100).astype(np.int64)
+        if trig["idea"]:
+            trig = {k: np.concatenate(v) for k, v in trig.items()}
         else:
-            ti = ts = tcode = tcum = np.zeros(0, np.int64)
-            tval = np.zeros(0)
-        order = np.lexsort((ts, ti))
-        self.triggers = {"idea": ti[order], "step": ts[order], "code": tcode[order],
-                         "cum_cents": tcum[order], "value": tval[order]}
+            trig = {k: np.zeros(0, np.float64 if k == "value" else np.int64) for k in trig}
+        order = np.lexsort((trig["step"], trig["idea"]))
+        self.triggers = {k: v[order] for k, v in trig.items()}
         counts = np.bincount(self.triggers["idea"], minlength=n)
         self._trig_off = np.concatenate([[0], np.cumsum(counts)])
 
-    def _triggers(self, ii, rel, cols, pnl, val, s_cols, tc, out_i, out_s, out_c, out_cum, out_v):
-        """Walk the path bar by bar (vectorised over ideas) and record trigger points."""
+    def _triggers(self, ii, rel, xrel, pnl, val, s_cols, tc, out) -> None:
+        """Walk the paths bar by bar (vectorised over ideas) and record trigger points.
+
+        One snapshot per idea and bar at most, its type the first of: stop_touch,
+        target_touch, tier_boundary, significant_move, periodic. Settlement columns are
+        not marks (the settlement event covers them).
+        """
         n = len(ii)
         r = self.table["risk_cents"][ii].astype(float)
         h = TIER_HYSTERESIS * r
-        last_tier = np.ones(n, np.int64)            # entry: flat = small_loss
+        # whole-matrix work first; the loop keeps only the sequential state
+        tier_up = _tier(pnl - h[:, None], r[:, None]).astype(np.int8)
+        tier_down = _tier(pnl + h[:, None], r[:, None]).astype(np.int8)
+        below_stop = pnl < -STOP_R * r[:, None]
+        above_target = pnl > TARGET_R * r[:, None]
+        last_tier = np.ones(n, np.int8)            # entry: flat = small_loss
         stop_done = np.zeros(n, bool)
         target_done = np.zeros(n, bool)
         s_ref = s_cols[rel]
         t_last = tc[rel]
-        last = len(cols) - 1                          # the settlement column: not a mark
-        for c in range(int(rel.min()) + 1, last):
-            active = rel < c
-            x = pnl[:, c]
-            stop = active & ~stop_done & (x < -STOP_R * r)
-            target = active & ~target_done & (x > TARGET_R * r)
-            up = _tier(x - h, r)
-            down = _tier(x + h, r)
+        base = self._g0
+        for c in range(int(rel.min()) + 1, int(xrel.max())):
+            active = (rel < c) & (c < xrel)
+            stop = active & below_stop[:, c] & ~stop_done
+            target = active & above_target[:, c] & ~target_done
+            up, down = tier_up[:, c], tier_down[:, c]
             new_tier = np.where(up > last_tier, up, np.where(down < last_tier, down, last_tier))
             tier = active & (new_tier != last_tier)
             move = active & (np.abs(s_cols[c] / s_ref - 1.0) > SIGNIFICANT_MOVE)
             periodic = active & (tc[c] - t_last >= PERIODIC_MINUTES)
-            code = np.select([stop, target, tier, move, periodic],
-                             [_T_STOP, _T_TARGET, _T_TIER, _T_MOVE, _T_PERIODIC], 0)
-            hit = code > 0
+            hit = stop | target | tier | move | periodic
             if not hit.any():
                 continue
+            code = np.select([stop, target, tier, move, periodic],
+                             [_T_STOP, _T_TARGET, _T_TIER, _T_MOVE, _T_PERIODIC], 0)
             stop_done |= stop
             target_done |= target
             last_tier = np.where(active, new_tier, last_tier)
             s_ref = np.where(hit, s_cols[c], s_ref)
             t_last = np.where(hit, tc[c], t_last)
             j = np.nonzero(hit)[0]
-            out_i.append(ii[j])
-            out_s.append(np.full(len(j), cols[c], np.int64))
-            out_c.append(code[j])
-            out_cum.append(x[j])
-            out_v.append(val[j, c])
+            out["idea"].append(ii[j])
+            out["step"].append(np.full(len(j), base + c, np.int64))
+            out["code"].append(code[j])
+            out["cum_cents"].append(pnl[j, c])
+            out["value"].append(val[j, c])
 
     # -- columnar access -----------------------------------------------------------------
     def __len__(self) -> int:
