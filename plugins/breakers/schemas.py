@@ -13,6 +13,33 @@ Scope = lambda: fields.String(load_default="user", validate=validate.OneOf(["use
                               metadata={"description": "user (yours) or deployment (all users; admin only)"})
 
 
+def MoneyIn(*, low=None, high=None, strict_low=False, metadata=None, **kw):  # noqa: N802
+    """Decimal input (a number or a numeric string) within [low, high]. A plain callable
+    check, so the OpenAPI document keeps numeric bounds (a Range validator on a Decimal field
+    would print them as strings)."""
+    meta = dict(metadata or {})
+
+    def check(value):
+        if value is None:
+            return
+        if low is not None and (value <= low if strict_low else value < low):
+            raise ValidationError(f"must be {'above' if strict_low else 'at least'} {low}")
+        if high is not None and value > high:
+            raise ValidationError(f"must be at most {high}")
+    if low is not None:
+        meta.setdefault("minimum", low)
+        if strict_low:
+            meta["exclusiveMinimum"] = True
+    if high is not None:
+        meta.setdefault("maximum", high)
+    return tf.Money(validate=check, metadata=meta, **kw)
+
+
+def MoneyOut(*, metadata=None, **kw):  # noqa: N802
+    """Decimal output: a JSON string such as "12.500000" (documented as a decimal string)."""
+    return tf.Money(metadata={"type": "string", "format": "decimal", **(metadata or {})}, **kw)
+
+
 def _timezone(value: str) -> None:
     try:
         ZoneInfo(value)
@@ -22,7 +49,7 @@ def _timezone(value: str) -> None:
 
 # -- requests ----------------------------------------------------------------------------
 class ConfigIn(Schema):
-    limit = tf.Money(places=6, required=True, metadata={
+    limit = MoneyIn(places=6, required=True, low=0, high=10**12, metadata={
         "description": "daily_loss_limit: dollars of loss; max_drawdown: fraction (0.1 = 10%); order_rate: "
                        "orders per second; slippage_anomaly: mean slippage per unit; model_confidence: "
                        "minimum confidence 0..1"})
@@ -34,7 +61,7 @@ class ConfigIn(Schema):
         "description": "manual (a person clears it), session_open (at the next session open), auto (when no "
                        "longer breached). Default: session_open for daily_loss_limit, auto for order_rate, "
                        "manual otherwise"})
-    capital = tf.Money(allow_none=True, validate=validate.Range(min=0, min_inclusive=False), metadata={
+    capital = MoneyIn(allow_none=True, low=0, strict_low=True, high=10**12, metadata={
         "description": "max_drawdown: the account equity the drawdown is a fraction of"})
     session_open = fields.String(validate=validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$"),
                                  metadata={"description": "local session open HH:MM (default 09:30)"})
@@ -61,7 +88,7 @@ class TradingStateIn(Schema):
 
 
 class ConfidenceIn(Schema):
-    value = tf.Money(places=6, required=True, validate=validate.Range(min=0, max=1))
+    value = MoneyIn(places=6, required=True, low=0, high=1)
     regime = fields.String(allow_none=True, validate=validate.Length(max=40))
 
 
@@ -73,8 +100,8 @@ class AuditArgs(Schema):
 class BreakerOut(Schema):
     name = fields.String(required=True, validate=validate.OneOf(NAMES))
     configured = fields.Boolean(required=True)
-    value = tf.Money(places=6, allow_none=True, required=True)
-    limit = tf.Money(places=6, allow_none=True, required=True)
+    value = MoneyOut(places=6, allow_none=True, required=True)
+    limit = MoneyOut(places=6, allow_none=True, required=True)
     severity = fields.String(allow_none=True, required=True)
     reset_policy = fields.String(allow_none=True, required=True)
     unit = fields.String(required=True)
@@ -109,9 +136,9 @@ class TradingStateOut(Schema):
 
 
 class BookOut(Schema):
-    daily_pnl = tf.Money(required=True)
-    cumulative = tf.Money(required=True)
-    high_water = tf.Money(required=True)
+    daily_pnl = MoneyOut(required=True)
+    cumulative = MoneyOut(required=True)
+    high_water = MoneyOut(required=True)
 
 
 class StatusOut(Schema):
@@ -127,21 +154,21 @@ class StatusOut(Schema):
 
 
 class EffectiveConfigOut(Schema):
-    limit = tf.Money(places=6, required=True)
+    limit = MoneyOut(places=6, required=True)
     severity = fields.String(required=True)
     reset_policy = fields.String(required=True)
-    capital = tf.Money(allow_none=True, required=True)
+    capital = MoneyOut(allow_none=True, required=True)
     session_open = fields.String(required=True)
     session_tz = fields.String(required=True)
     scope = fields.String(required=True)
 
 
 class ConfigRowOut(Schema):
-    limit = tf.Money(places=6, required=True)
+    limit = MoneyOut(places=6, required=True)
     severity = fields.String(required=True)
     enabled = fields.Boolean(required=True)
     reset_policy = fields.String(required=True)
-    capital = tf.Money(allow_none=True, required=True)
+    capital = MoneyOut(allow_none=True, required=True)
     session_open = fields.String(required=True)
     session_tz = fields.String(required=True)
     updated_by = fields.String(required=True)
@@ -163,8 +190,8 @@ class AuditOut(Schema):
     breaker = fields.String(allow_none=True, required=True)
     from_state = fields.String(allow_none=True, required=True)
     to_state = fields.String(allow_none=True, required=True)
-    value = tf.Money(places=6, allow_none=True, required=True)
-    limit = tf.Money(places=6, allow_none=True, required=True)
+    value = MoneyOut(places=6, allow_none=True, required=True)
+    limit = MoneyOut(places=6, allow_none=True, required=True)
     actor = fields.String(required=True)
     reason = fields.String(allow_none=True, required=True)
     scope = fields.String(required=True)
@@ -177,8 +204,8 @@ class TradingStateChanged(Schema):
     from_state = fields.String(required=True)
     to_state = fields.String(required=True)
     breaker = fields.String(allow_none=True, metadata={"description": "the cause: a breaker, kill_switch:orders or manual"})
-    value = tf.Money(places=6, allow_none=True)
-    limit = tf.Money(places=6, allow_none=True)
+    value = MoneyOut(places=6, allow_none=True)
+    limit = MoneyOut(places=6, allow_none=True)
     reason = fields.String()
 
 
@@ -186,8 +213,8 @@ class BreakerTripped(Schema):
     """A breaker tripped: its value breached its limit."""
     user_id = fields.Integer(required=True)
     breaker = fields.String(required=True)
-    value = tf.Money(places=6, allow_none=True)
-    limit = tf.Money(places=6)
+    value = MoneyOut(places=6, allow_none=True)
+    limit = MoneyOut(places=6)
     severity = fields.String()
     message = fields.String()
     tripped_at = tf.UtcDateTime()
