@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from app import errors
 from app.concurrency import versioned_update
-from app.db import new_id, utcnow
+from app.db import new_id, to_ms, utcnow
 from bus import outbox
 from bus.envelope import dumps, parse_time  # noqa: F401 (parse_time used by handlers)
 from plugins.tradelog import derived
@@ -65,6 +65,14 @@ def rehydrate(rep: dict) -> dict:
                         strike=Decimal(leg["strike"]) if leg.get("strike") is not None else None)
                    for leg in rep.get("legs") or []]
     return rep
+
+
+_Q4 = Decimal("0.0001")
+
+
+def _money(value) -> Decimal | None:
+    """What a Money column gives back (4 places), without reading it back."""
+    return None if value is None else Decimal(str(value)).quantize(_Q4)
 
 
 def _jsonable(value):
@@ -214,7 +222,11 @@ def create_position(conn, user_id: int, data: dict, *, order_id: str | None = No
     rows = _leg_rows(pid, 1, data.get("legs") or [], now)
     if rows:
         conn.execute(legs.insert(), rows)
-    rep = _current(conn, user_id, pid)
+    rep = {"id": pid, "user_id": user_id, "status": "planned", "symbol": data["symbol"],
+           "underlying": data.get("underlying") or data["symbol"], "version": 1, "opened_at": None,
+           "closed_at": None, "tags": data.get("tags"), "campaign_id": data.get("campaign_id"),
+           "legs": [leg_out(dict(r, strike=_money(r["strike"]))) for r in rows], "realized_pnl": None,
+           "fees": None, "source_order_id": order_id, "created_at": now, "updated_at": now}
     _save_version(conn, rep)
     _emit(conn, user_id, "PositionCreated", "position", pid, 1, {"position": rep}, now)
     return rep
@@ -260,25 +272,26 @@ def record_fill(conn, user_id: int, position_id: str, data: dict, *, order_id: s
     Emits FillRecorded. Returns ``{fill, position}``."""
     r = _row(conn, user_id, position_id, lock=True)
     _refuse_closed(r, "fills can't be recorded")
-    leg_ids = {leg["id"] for leg in _legs(conn, [position_id])[position_id]}
-    if data["leg_id"] not in leg_ids:
+    legs_ = _legs(conn, [position_id])[position_id]
+    if data["leg_id"] not in {leg["id"] for leg in legs_}:
         raise errors.field_error("leg_id", "not a leg of this position")
-    now, version = utcnow(), r.version + 1
+    now, version, occurred_at = utcnow(), r.version + 1, to_ms(data["occurred_at"])
     values = {"version": version, "updated_at": now}
     if r.status == "planned":
-        values.update(status="open", opened_at=data["occurred_at"])
+        values.update(status="open", opened_at=occurred_at)
     conn.execute(positions.update().where(positions.c.id == position_id, positions.c.user_id == user_id)
                  .values(**values))
     fill = dict(id=new_id(), position_id=position_id, leg_id=data["leg_id"], price=data["price"],
-                quantity=data["quantity"], fees=data.get("fees") or ZERO, occurred_at=data["occurred_at"],
+                quantity=data["quantity"], fees=data.get("fees") or ZERO, occurred_at=occurred_at,
                 recorded_at=now, order_id=order_id, slippage=slippage, position_version=version)
     conn.execute(fills.insert().values(**fill))
-    stored = conn.execute(sa.select(fills).where(fills.c.id == fill["id"])).first()
-    fill_rep = fill_out(stored)
-    rep = _current(conn, user_id, position_id)
+    fill_rep = {"id": fill["id"], "leg_id": fill["leg_id"], "price": _money(fill["price"]),
+                "quantity": fill["quantity"], "fees": _money(fill["fees"]), "occurred_at": fill["occurred_at"],
+                "recorded_at": now}
+    rep = position_out(r, legs_) | values
     _save_version(conn, rep)
     _emit(conn, user_id, "FillRecorded", "position", position_id, version,
-          {"position_id": position_id, "fill": fill_rep, "slippage": stored.slippage}, data["occurred_at"])
+          {"position_id": position_id, "fill": fill_rep, "slippage": _money(slippage)}, occurred_at)
     return {"fill": fill_rep, "position": rep}
 
 
