@@ -92,3 +92,73 @@ def test_order_rate_over_http(trader, monkeypatch):
     assert r.status_code == 403 and [v["source"] for v in r.json["vetoes"]] == ["order_rate"]
     monkeypatch.setattr(service, "now", lambda: frozen + dt.timedelta(seconds=1))
     assert execute(c, orders[2]).status_code == 201
+
+
+def test_order_rate_holds_on_a_real_server_under_concurrent_executes(trader, stack_config, tmp_path):
+    """`tradeloop serve` (gevent) on this stack's database; threads fire executes at it; the
+    committed executions (tradelog's filled orders) never exceed L in any one-second window."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import requests
+
+    from tests.breakers.test_order_rate import max_in_any_window
+    from tests.conftest import free_port, wait_port
+
+    c, limit = trader, 5
+    assert c.put("/api/breakers/config/order_rate", json={"limit": str(limit)}).status_code == 200
+    orders = [place(c, qty=1) for _ in range(12)]
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": stack_config["DATABASE_URL"], "TRADELOOP_PLUGINS": "tradelog,breakers",
+           "SECRET_KEY": "e2e"}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    if stack_config.get("REDIS_URL"):
+        env["REDIS_URL"] = stack_config["REDIS_URL"]
+    else:
+        env.pop("REDIS_URL", None)
+    exe = os.path.join(os.path.dirname(sys.executable), "tradeloop")
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([exe, "serve", "--port", str(port), "--no-migrate", "--no-workers"], env=env,
+                            stdout=log, stderr=log)
+    try:
+        wait_port(port)
+        base = f"http://127.0.0.1:{port}"
+        codes: list[int] = []
+        queue = list(orders)
+        lock = threading.Lock()
+
+        def worker():
+            s = requests.Session()
+            s.headers["Authorization"] = f"Bearer {c.token}"
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    oid = queue.pop()
+                r = s.post(f"{base}/api/orders/{oid}/execute", json={}, timeout=30)
+                codes.append(r.status_code)
+                if r.status_code == 403:
+                    assert [v["source"] for v in r.json()["vetoes"]] == ["order_rate"]
+                    time.sleep(0.05)
+                    with lock:
+                        queue.append(oid)  # retry later
+        threads = [threading.Thread(target=worker) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert set(codes) <= {201, 403} and codes.count(201) == len(orders)
+    assert codes.count(403) > 0
+    assert all(c.get(f"/api/orders/{o}").json["status"] == "filled" for o in orders)
+    import sqlalchemy as sa
+    from plugins.breakers.tables import order_log
+    with c.app.extensions["tradeloop"].db.transaction() as conn:
+        rows = conn.execute(sa.select(order_log).where(order_log.c.user_id == c.user.id)).fetchall()
+    assert sorted(r.order_id for r in rows) == sorted(orders), "one logged execution per filled order"
+    assert max_in_any_window([r.executed_at for r in rows]) <= limit
