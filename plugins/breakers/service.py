@@ -366,6 +366,7 @@ def _config_row(r) -> dict:
 def clear_breaker(conn, user_id: int, name: str, reason: str, *, actor: str) -> dict:
     """A person clears a tripped breaker (recorded with who, when and why). It trips again only
     when a later input breaches it again."""
+    lock_user(conn, user_id)  # the user's row first, like every writer (see lock_user)
     at = now()
     snap = engine.snapshot(conn, user_id, at)
     e = snap.effective.get(name)

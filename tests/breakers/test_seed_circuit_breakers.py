@@ -233,3 +233,19 @@ def test_20_cli_kill_and_release(desk):
     assert desk.check() == []
     res = runner.invoke(args=["breakers", "release", "--kind", "orders", "--reason", "x", "--user", name])
     assert res.exit_code != 0 and "not engaged" in res.output
+
+
+def test_cli_deployment_limits(desk):
+    runner = desk.app.test_cli_runner()
+    res = runner.invoke(args=["breakers", "set-limit", "model_confidence", "0.5", "--deployment", "--by", "risk desk"])
+    assert res.exit_code == 0, res.output
+    try:
+        cfg = desk.c.get("/api/breakers/config/model_confidence").json
+        assert cfg["deployment"]["updated_by"] == "risk desk (cli)" and cfg["effective"]["scope"] == "deployment"
+        desk.c.post("/api/breakers/inputs/model-confidence", json={"value": "0.3"})
+        assert desk.scoring() == "rules_only"
+    finally:
+        res = runner.invoke(args=["breakers", "set-limit", "model_confidence", "0.5", "--deployment", "--disable"])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(args=["breakers", "set-limit", "max_drawdown", "0.1", "--user", desk.c.user.name])
+    assert res.exit_code != 0 and "capital" in res.output
