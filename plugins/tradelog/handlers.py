@@ -7,6 +7,7 @@ longer exist, are ignored.
 from __future__ import annotations
 
 from app import errors
+from bus.envelope import parse_time
 from plugins.tradelog import service
 
 
@@ -17,7 +18,7 @@ def on_risk_artifact_computed(conn, event) -> None:
     try:
         service.link_risk_artifact(conn, event.user_id, p["position_id"],
                                    {"artifact_id": str(p["artifact_id"]),
-                                    "computed_at": service.parse_time(p.get("computed_at")) or event.recorded_at})
+                                    "computed_at": parse_time(p.get("computed_at")) or event.recorded_at})
     except errors.NotFound:
         pass
 

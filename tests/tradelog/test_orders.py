@@ -109,3 +109,23 @@ def test_a_veto_stops_execution_and_writes_nothing(app_factory, new_client):
     assert c.get(f"/api/orders/{o['id']}").json["status"] == "pending"
     assert c.get("/api/positions").json == []
     assert len(events_of(app, c.user.id)) == before
+
+
+def test_the_seed_clients_bodyless_execute_and_close(tl):
+    """The seed's client POSTs execute and close with no body (and a bare If-Match)."""
+    o = order(tl.c, [{"instrument_type": "stock", "quantity": 10}], limit="100")
+    r = tl.c.http.post(f"/api/orders/{o['id']}/execute", headers={"Authorization": f"Bearer {tl.c.token}"})
+    assert r.status_code == 201, r.json
+    pid = r.json["position"]["id"]
+    tl.fill(pid, r.json["position"]["legs"][0]["id"], "101", -10)
+    r = tl.c.http.post(f"/api/positions/{pid}/close", headers={"Authorization": f"Bearer {tl.c.token}", "If-Match": "3"})
+    assert r.status_code == 200 and r.json["realized_pnl"] == "10.0000"
+
+
+def test_event_catalogue_lists_the_tradelog_events(tl):
+    doc = tl.c.get("/asyncapi.json").json
+    text = str(doc)
+    for name in ("PositionCreated", "FillRecorded", "PositionAdjusted", "PositionClosed", "OrderCreated",
+                 "OrderCancelled", "OrderFilled", "RiskArtifactLinked"):
+        assert name in text
+    assert "tradelog.events" in doc["channels"]
