@@ -128,6 +128,7 @@ class SelectorParams:
         default_factory=lambda: {"vertical": 1.0, "butterfly": 0.75})
     width_tolerance: float = 0.5      # sd of ln(width / target width)
     single_width_score: float = 50.0  # width fit of a single option (it has no width)
+    gamma_em_adjust: float = 0.2      # expected move x (1 - adjust * gamma state)
 
     def __post_init__(self):
         if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
@@ -166,6 +167,8 @@ class SelectorParams:
                 raise InvalidSelectorParams(f"width_target_em[{k!r}] must be > 0")
         if not 0 <= float(self.single_width_score) <= 100:
             raise InvalidSelectorParams("single_width_score must be within 0..100")
+        if not 0 <= float(self.gamma_em_adjust) < 1:
+            raise InvalidSelectorParams("gamma_em_adjust must be within [0, 1)")
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "SelectorParams":
@@ -187,6 +190,7 @@ class SelectorParams:
             "width_target_em": dict(self.width_target_em),
             "width_tolerance": self.width_tolerance,
             "single_width_score": self.single_width_score,
+            "gamma_em_adjust": self.gamma_em_adjust,
         }
 
 
@@ -325,15 +329,18 @@ def score_arrays(
     spot = arr(spot, np.nan)
     iv = arr(iv, 0.2)
     years = np.maximum(arr(years, 0.0), MIN_SCORING_MINUTES / VARIANCE_MINUTES_PER_YEAR)
-    em = spot * iv * np.sqrt(years)
+    flip = arr(gamma_flip, np.nan)
+    flip = np.where(np.isnan(flip), spot, flip)
+    g = np.tanh((spot - flip) / (0.004 * spot))          # +1 well above the flip (long gamma)
+    # The move to plan for: the implied expected move, damped where dealers are long gamma
+    # (above the flip) and stretched where they are short it.
+    em = spot * iv * np.sqrt(years) * (1.0 - params.gamma_em_adjust * g)
     ss = arr(side_sign, 1.0)
     s = arr(dir_sign, 1.0)
     k = arr(strike, np.nan)
     w = arr(width, 0.0)
     d = arr(debit, 0.0)
     bias = np.clip(arr(bias_lfi, 0.0), -1.0, 1.0)
-    flip = arr(gamma_flip, np.nan)
-    flip = np.where(np.isnan(flip), spot, flip)
     cwall = arr(call_wall, np.nan)
     pwall = arr(put_wall, np.nan)
 
@@ -361,7 +368,6 @@ def score_arrays(
     # Gamma alignment: lean with the bias, own gamma where dealers are short it (below the
     # flip moves extend), sell it where they are long it (above the flip moves are damped),
     # and leave room before the wall in the trade's direction.
-    g = np.tanh((spot - flip) / (0.004 * spot))          # +1 well above the flip (long gamma)
     pos_gamma = (g + 1.0) / 2.0
     bullish = np.where(code == 2, 0.0, ss * s)            # +1 bullish, -1 bearish, 0 fly
     room_pts = np.where(bullish > 0, cwall - spot, spot - pwall)

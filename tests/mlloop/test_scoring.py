@@ -112,6 +112,21 @@ def test_debit_call_vertical_by_hand():
         assert 0 <= v <= 100
 
 
+def test_expected_move_is_damped_above_the_flip_and_stretched_below():
+    p = DEFAULT_SELECTOR_PARAMS
+    g = math.tanh(50 / (0.004 * 6000))
+    for flip, sign in ((5950.0, 1), (6050.0, -1)):
+        c = score_idea(idea(), ctx(gex_gamma_flip=flip), p).components
+        em = EM_0DTE * (1 - 0.2 * sign * g)
+        z = math.log(10 / em) / 0.5
+        assert float(c["width_fit"]) == pytest.approx(100 * math.exp(-0.5 * z * z), abs=0.01)
+    no_adjust = SelectorParams(version=4, gamma_em_adjust=0.0)
+    assert score_idea(idea(), ctx(gex_gamma_flip=5950.0), no_adjust).components["width_fit"] == \
+        score_idea(idea(), ctx(), p).components["width_fit"]
+    with pytest.raises(InvalidSelectorParams):
+        SelectorParams(version=4, gamma_em_adjust=1.0)
+
+
 def test_credit_put_vertical_by_hand():
     # sell the 5950 put, buy the 5940 put for 1.50: max loss 8.50, max profit 1.50
     i = idea(side="put", direction="short", strike=5950, width=10, debit="-1.50")
