@@ -85,8 +85,9 @@ VIX3M_RATIO = np.array([1.14, 1.08, 1.02, 0.90])    # contango in calm, backward
 
 # --- dynamics ---------------------------------------------------------------------------
 BIAS_PERSISTENCE = 0.97        # AR(1) of the latent bias per bar
-BIAS_DRIFT = 0.20              # drift per bar = BIAS_DRIFT * latent bias * bar vol
-LFI_NOISE = 0.5                # published LFI = tanh(0.9 (bias + LFI_NOISE * noise))
+BIAS_DRIFT = 0.25              # drift per bar = BIAS_DRIFT * latent bias * bar vol
+LFI_NOISE = 0.3                # published LFI = tanh(0.9 (bias + LFI_NOISE * noise))
+VIX_INTRADAY_RANGE = (0.6, 2.5)  # intraday VIX / the day's level: spot-vol feedback, bounded
 GAMMA_VOL = (1.20, 0.85)       # vol multiplier below / above the gamma flip
 PIN_STRENGTH = 0.015           # per bar, rising x3 into the close, x1.5 in opex week
 WALL_STRENGTH = 0.05           # per bar, beyond a wall while long gamma
@@ -393,7 +394,8 @@ class World:
             spot[k], bias[k] = s, b
             if k == BARS:
                 break
-            vix_k = st.vix_base * math.exp(-4.0 * math.log(s / s_open) + vix_noise[k])
+            vix_k = st.vix_base * min(max(math.exp(-4.0 * math.log(s / s_open) + vix_noise[k]),
+                                          VIX_INTRADAY_RANGE[0]), VIX_INTRADAY_RANGE[1])
             long_gamma = s > flip
             vol = vix_k / 100 * rv * GAMMA_VOL[1 if long_gamma else 0] * math.sqrt(BAR_YEARS)
             drift = BIAS_DRIFT * b * vol
@@ -408,7 +410,8 @@ class World:
         st.spot, st.bias = float(spot[-1]), float(bias[-1])
 
         spot_r = np.round(spot, 2)
-        vix = np.round(np.maximum(8.0, st.vix_base * np.exp(-4.0 * np.log(spot / s_open) + vix_noise)), 2)
+        vix = np.round(np.maximum(8.0, st.vix_base * np.clip(
+            np.exp(-4.0 * np.log(spot / s_open) + vix_noise), *VIX_INTRADAY_RANGE)), 2)
         lfi = np.round(np.tanh(0.9 * (bias + LFI_NOISE * nu)), 4)
         gex = np.round(GEX_SCALE[reg] * np.tanh((spot - flip) / (0.004 * spot)) + 2e8 * gex_noise, 2)
         vix3m = np.round(vix * VIX3M_RATIO[reg] + 0.3 * rng.standard_normal(), 2)
