@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from functools import cached_property
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 from scipy.special import ndtr
@@ -50,7 +50,7 @@ from .features import (
     next_trading_day,
     session_open_utc,
 )
-from .labels import Cohort, IdeaOutcome, compute_risk_unit
+from .labels import Cohort, IdeaOutcome
 from .scoring import (
     COMPONENTS,
     DEFAULT_SELECTOR_PARAMS,
