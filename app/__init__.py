@@ -144,6 +144,7 @@ class Tradeloop:
             c.info["after_commit"] = []
             c.begin()
             g._tl_conn = c
+            idempotency.claim_if_pending(self, c)
         return c
 
     def end_request(self, commit: bool) -> bool:
@@ -221,6 +222,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     ext_ = Tradeloop(app, cfg)
     app.extensions["tradeloop"] = ext_
     api = Api(app)
+    from app.fields import Money as MoneyField
+    api.register_field(MoneyField, "string", "decimal")  # money travels as a string, never a float
     app.extensions["tradeloop_api"] = api
 
     from app import auth, core_views
@@ -369,6 +372,10 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
         if g.get("_tl_conn") is not None:
             ext_.end_request(commit=False)
             idempotency.after_commit(ext_, committed=False)
+
+    @app.errorhandler(idempotency.ReplayInstead)
+    def _replay_instead(exc):
+        return exc.response
 
     @app.errorhandler(errors.DomainError)
     def _domain_error(exc: errors.DomainError):

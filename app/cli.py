@@ -38,8 +38,7 @@ def _create_app(*_args, **_kw):
               help="Run the relay and the bus consumers in this process (default: yes on the in-process bus).")
 def serve(host, port, demo, migrate, run_workers):
     """Serve the API, SSE streams and console with gevent."""
-    from gevent.pywsgi import WSGIServer
-
+    NoDelayWSGIServer = _nodelay_server_class()
     app = current_app._get_current_object()
     ext = _ext()
     if migrate is None:
@@ -56,8 +55,25 @@ def serve(host, port, demo, migrate, run_workers):
     click.echo(f"tradeloop on http://{host}:{port}  (docs: /docs, console: /console, plugins: "
                f"{', '.join(ext.plugins.names) or 'none'}, database: {ext.db.dialect}, "
                f"bus: {ext.bus.name}, cache: {ext.cache.name})")
-    server = WSGIServer((host, port), app, log=None, error_log=sys.stderr)
+    server = NoDelayWSGIServer((host, port), app, log=None, error_log=sys.stderr)
     server.serve_forever()
+
+
+def _nodelay_server_class():
+    import socket
+    from gevent.pywsgi import WSGIServer
+
+    class NoDelayWSGIServer(WSGIServer):
+        """gevent's server writes headers and body separately; without TCP_NODELAY a client's
+        delayed ACK holds the body back ~40 ms on a kept-alive connection."""
+
+        def handle(self, sock, address):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            return super().handle(sock, address)
+    return NoDelayWSGIServer
 
 
 def _demo(ext):

@@ -24,7 +24,13 @@ class UtcDateTime(fields.DateTime):
 
     def _deserialize(self, value, attr, data, **kwargs):
         result = super()._deserialize(value, attr, data, **kwargs)
-        return to_ms(result)
+        try:
+            result = to_ms(result)
+        except (OverflowError, ValueError):
+            raise ValidationError("Not a representable UTC time.")
+        if not (1900 <= result.year <= 2999):
+            raise ValidationError("Year must be between 1900 and 2999.")
+        return result
 
 
 class Money(fields.Decimal):

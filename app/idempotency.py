@@ -101,18 +101,34 @@ def before_request(ext) -> Response | None:
             raise errors.IdempotencyInFlight(
                 "a request with this Idempotency-Key is still in progress; retry shortly")
         time.sleep(0.02)
-    g.idempotency = {"key": key, "fingerprint": fp, "cache_key": ck, "locked": bool(locked)}
-    record = _lookup(ext.db, user_id, key)  # the cache may have lost it; the record has not
-    if record is not None:
-        _cache_put(ext, ck, record)
-        _release(ext)
-        return _replay(record, fp)
-    try:
-        _claim(ext, user_id, key, fp)
-    except _AlreadyDone as done:
-        _release(ext)
-        return _replay(done.record, fp)
+    # The claim is made lazily, as the first statement of the request's transaction (see
+    # ``claim_if_pending``), so a view may do slow work (an HTTP call) before it opens one.
+    g.idempotency = {"key": key, "fingerprint": fp, "cache_key": ck, "locked": bool(locked),
+                     "user_id": user_id, "claimed": False}
     return None
+
+
+class ReplayInstead(Exception):
+    """Raised from inside a request when its key turns out to be answered already."""
+
+    def __init__(self, response: Response):
+        self.response = response
+
+
+def claim_if_pending(ext, conn) -> None:
+    """Called by the host when the request opens its transaction: insert the pending record
+    first. If the key was committed meanwhile by another request, answer with its response."""
+    info = getattr(g, "idempotency", None)
+    if not info or info["claimed"]:
+        return
+    info["claimed"] = True
+    try:
+        _claim(ext, conn, info["user_id"], info["key"], info["fingerprint"])
+    except _AlreadyDone as done:
+        _cache_put(ext, info["cache_key"], done.record)
+        _release(ext)
+        g.idempotency = None
+        raise ReplayInstead(_replay(done.record, info["fingerprint"]))
 
 
 class _AlreadyDone(Exception):
@@ -128,30 +144,34 @@ def _lookup(db, user_id: int, key: str) -> dict | None:
     return _record_from_row(row)
 
 
-def _claim(ext, user_id: int, key: str, fp: str) -> None:
-    """Insert the pending record as the first write of the request transaction."""
-    conn = ext.request_conn()
+def _claim(ext, conn, user_id: int, key: str, fp: str) -> None:
+    """Insert the pending record as the first write of the request transaction. A committed
+    record with the same key makes the insert fail (after waiting on its row lock if that
+    request is still running): then it is replayed, or forgotten if it has expired."""
     now = utcnow()
     ttl = dt.timedelta(seconds=int(current_app.config["IDEMPOTENCY_TTL_SECONDS"]))
-    # An expired record for the same key is forgotten, as if it had never been.
-    conn.execute(idempotency_keys.delete().where(
-        idempotency_keys.c.user_id == user_id, idempotency_keys.c.idem_key == key,
-        idempotency_keys.c.expires_at <= now))
-    try:
-        with conn.begin_nested():
-            conn.execute(idempotency_keys.insert().values(
-                user_id=user_id, idem_key=key, fingerprint=fp, method=request.method,
-                path=request.path[:500], created_at=now, expires_at=now + ttl))
-    except sa.exc.IntegrityError as exc:
-        if not is_duplicate_key(exc):
-            raise
-        # Another request with this key committed while we waited on its row lock.
-        ext.end_request(commit=False)
-        record = _lookup(ext.db, user_id, key)
-        if record is None:
-            raise errors.IdempotencyInFlight(
-                "a request with this Idempotency-Key is still in progress; retry shortly") from exc
-        raise _AlreadyDone(record) from exc
+    row = dict(user_id=user_id, idem_key=key, fingerprint=fp, method=request.method,
+               path=request.path[:500], created_at=now, expires_at=now + ttl)
+    for _attempt in range(2):
+        try:
+            with conn.begin_nested():
+                conn.execute(idempotency_keys.insert().values(**row))
+            return
+        except sa.exc.IntegrityError as exc:
+            if not is_duplicate_key(exc):
+                raise
+            existing = conn.execute(sa.select(idempotency_keys).where(
+                idempotency_keys.c.user_id == user_id, idempotency_keys.c.idem_key == key)).first()
+            if existing is not None and existing.expires_at <= now:
+                # An expired record is forgotten, as if it had never been.
+                conn.execute(idempotency_keys.delete().where(
+                    idempotency_keys.c.user_id == user_id, idempotency_keys.c.idem_key == key))
+                continue
+            record = _record_from_row(existing)
+            if record is None:
+                raise errors.IdempotencyInFlight(
+                    "a request with this Idempotency-Key is still in progress; retry shortly") from exc
+            raise _AlreadyDone(record) from exc
 
 
 def complete(ext, response: Response) -> None:
@@ -162,6 +182,7 @@ def complete(ext, response: Response) -> None:
         return
     headers = {h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers}
     body = response.get_data(as_text=True)
+    # A view that never touched the database makes its claim here, then completes it.
     ext.request_conn().execute(idempotency_keys.update().where(
         idempotency_keys.c.user_id == g.user.id, idempotency_keys.c.idem_key == info["key"]).values(
         status_code=response.status_code, response_body=body, response_headers=json.dumps(headers)))
