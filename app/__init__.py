@@ -238,6 +238,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     _document_headers(api)
     core_views.register_sse(app, ext_)
     core_views.register_static(app)
+    from app import console
+    console.register(app)
     for plugin, commands in ext_.plugins.call("register_commands"):
         for cmd in commands:
             if cmd.name in app.cli.commands:
