@@ -44,7 +44,8 @@ def user():
 
 
 def public(view):
-    """Mark a view as reachable without signing in."""
+    """Mark a view as reachable without signing in (and document it with ``security: []``)."""
+    view = flask_smorest.Blueprint.doc(security=[])(view)
     view._public = True
     return view
 
@@ -224,6 +225,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     api = Api(app)
     from app.fields import Money as MoneyField
     api.register_field(MoneyField, "string", "decimal")  # money travels as a string, never a float
+    api.ma_plugin.converter.add_attribute_function(_money_bounds)
     app.extensions["tradeloop_api"] = api
 
     from app import auth, core_views
@@ -251,6 +253,17 @@ def create_app(overrides: dict | None = None) -> Flask:
     for _plugin, _ in ext_.plugins.call("app_ready", app=app):
         pass
     return app
+
+
+def _money_bounds(self, field, ret, **kwargs):
+    """A decimal-string field cannot carry JSON-Schema numeric bounds (they would be strings):
+    state them in the description instead."""
+    from app.fields import Money as MoneyField
+    if isinstance(field, MoneyField):
+        bounds = [f"{k} {ret.pop(k)}" for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in ret]
+        if bounds:
+            ret["description"] = (ret.get("description", "") + f" (decimal string; {', '.join(bounds)})").strip()
+    return {}
 
 
 def _with_app_context(cmd) -> None:

@@ -13,12 +13,12 @@ import hashlib
 import secrets
 
 import sqlalchemy as sa
-from flask import g, request, session
+from flask import current_app, g, request, session
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from app import errors
+from app import errors, public
 from app.db import utcnow
 from app.tables import api_tokens, users
 
@@ -118,11 +118,11 @@ class UserSchema(Schema):
 
 @blp.route("/login")
 class Login(MethodView):
+    @public
     @blp.arguments(LoginSchema)
     @blp.response(200, UserSchema)
     def post(self, data):
         """Start a browser session (HttpOnly cookie) from an API token."""
-        from flask import current_app
         db = current_app.extensions["tradeloop"].db
         with db.transaction() as conn:
             user = user_by_token(conn, data["token"])
@@ -133,8 +133,6 @@ class Login(MethodView):
         session.permanent = True
         return dataclasses.asdict(user)
 
-
-Login.post._public = True
 
 
 @blp.route("/logout")

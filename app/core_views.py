@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from app import errors
+from app import errors, public
 
 blp = Blueprint("core", __name__, description="Service health and the event catalogue.")
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
@@ -23,6 +23,7 @@ class HealthSchema(Schema):
 
 @blp.route("/health")
 class Health(MethodView):
+    @public
     @blp.response(200, HealthSchema)
     @blp.alt_response(503, schema=HealthSchema, description="a dependency is down")
     def get(self):
@@ -51,11 +52,10 @@ class Health(MethodView):
         return ({"ok": ok, "checks": checks, "plugins": ext.plugins.names}, 200 if ok else 503)
 
 
-Health.get._public = True
-
 
 @blp.route("/asyncapi.json")
 class AsyncApi(MethodView):
+    @public
     @blp.response(200)
     def get(self):
         """The event catalogue (AsyncAPI 2.6 style): topics, event types, payload schemas,
@@ -63,8 +63,6 @@ class AsyncApi(MethodView):
         from app.asyncapi import document
         return jsonify(document(current_app.extensions["tradeloop"]))
 
-
-AsyncApi.get._public = True
 
 
 def register_sse(app, ext) -> None:

@@ -25,16 +25,56 @@ PLUGINS = [p for p in os.environ.get("FUZZ_PLUGINS", ",".join(sorted(installed()
 EXCLUDED = [getattr(st_checks, "positive_data_acceptance")] if hasattr(st_checks, "positive_data_acceptance") else []
 
 
+class _Resp:
+    def __init__(self, r):
+        self.status_code, self.headers, self.content = r.status_code, r.headers, r.get_data()
+
+    def json(self):
+        import json
+        return json.loads(self.content)
+
+    @property
+    def ok(self):
+        return self.status_code < 400
+
+    def raise_for_status(self):
+        if not self.ok:
+            import requests
+            raise requests.HTTPError(f"{self.status_code}", response=self)
+
+
+class InProcessSession:
+    """The two verbs riskgraph's client uses, served by the app's own test client."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def _path(self, url):
+        from urllib.parse import urlsplit
+        parts = urlsplit(url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def get(self, url, headers=None, timeout=None, **kw):
+        return _Resp(self.app.test_client().get(self._path(url), headers=headers))
+
+    def post(self, url, json=None, headers=None, timeout=None, **kw):
+        return _Resp(self.app.test_client().post(self._path(url), json=json, headers=headers))
+
+
 def _build():
     from app import create_app
     from app.migrate import upgrade
     from tests.conftest import make_user
     db = os.path.join(tempfile.mkdtemp(prefix="tl_fuzz_"), "fuzz.db")
     app = create_app({"DATABASE_URL": f"sqlite:///{db}", "TRADELOOP_PLUGINS": PLUGINS, "SECRET_KEY": "fuzz",
-                      "IDEMPOTENCY_WAIT_SECONDS": 0.5})
+                      "IDEMPOTENCY_WAIT_SECONDS": 0.5,
+                      "NOTES_TEST_KNOBS": False})
     app.config["PROPAGATE_EXCEPTIONS"] = False
     upgrade(app.extensions["tradeloop"], echo=None)
     token = make_user(app, admin=True).token
+    # riskgraph's Pattern A calls the trade log over HTTP; here the trade log is this same
+    # app, so route those calls to it in-process (a real request through the real app).
+    app.extensions["riskgraph.http_session"] = InProcessSession(app)
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     operations = {}
     for result in schema.get_all_operations():
