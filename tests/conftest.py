@@ -139,9 +139,10 @@ class Broker:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
-    """Bootstrap servers of a Kafka-compatible broker: $KAFKA_BOOTSTRAP_SERVERS, or a Tansu
+    """Bootstrap servers of a Kafka-compatible broker: $TEST_KAFKA_BOOTSTRAP_SERVERS (started by
+    scripts/test), or a Tansu
     started for this session."""
-    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    given = os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS")
     if given:
         yield given
         return
