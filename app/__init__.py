@@ -131,7 +131,7 @@ class Tradeloop:
         if self._hub is None:
             from app.sse import Hub
             self._hub = Hub(self.db, self.cache, [s.topic for _, s in self.sse_streams],
-                            float(self.config["SSE_POLL_SECONDS"]))
+                            float(self.config["SSE_POLL_SECONDS"]), namespace=self.namespace)
         return self._hub
 
     def topic_names(self) -> list[str]:
@@ -410,12 +410,13 @@ def _install_notifier(ext_: Tradeloop) -> None:
     if getattr(ext_.cache, "name", "") != "redis":
         return
     from app.cache import CacheUnavailable
-    from app.sse import CHANNEL
+    from app.sse import channel
+    name = channel(ext_.namespace)
     from bus import outbox
 
     def publish(streams):
         try:
-            ext_.cache.publish(CHANNEL, ",".join(sorted(streams)))
+            ext_.cache.publish(name, ",".join(sorted(streams)))
         except CacheUnavailable:
             pass  # hubs fall back to polling
     outbox.add_commit_listener(publish)

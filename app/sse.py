@@ -23,7 +23,9 @@ from app import errors
 from bus import outbox
 
 log = logging.getLogger(__name__)
-CHANNEL = "tradeloop:outbox"
+def channel(namespace: str) -> str:
+    """The Redis pub/sub channel that wakes SSE hubs of one deployment."""
+    return f"tradeloop:{namespace}:outbox"
 QUEUE_MAX = 10_000
 
 
@@ -35,13 +37,14 @@ class _Subscriber:
 
 
 class Hub:
-    def __init__(self, db, cache, topics: list[str], poll_seconds: float):
+    def __init__(self, db, cache, topics: list[str], poll_seconds: float, namespace: str = "default"):
+        self.channel = channel(namespace)
         self.db, self.cache, self.topics = db, cache, list(topics)
         self.poll_seconds = poll_seconds
         self.subscribers: dict[tuple[str, int], set[_Subscriber]] = {}
         self.lock = threading.Lock()
         self.wake = threading.Event()
-        with db.transaction() as conn:
+        with db.read() as conn:
             self.positions = {t: outbox.head(conn, t) for t in self.topics}
         outbox.add_commit_listener(self._on_commit)
         self._stop = False
@@ -59,7 +62,7 @@ class Hub:
             try:
                 client = redis.Redis.from_url(self.cache.url, socket_timeout=None, socket_connect_timeout=1)
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CHANNEL)
+                pubsub.subscribe(self.channel)
                 for _ in pubsub.listen():
                     self.wake.set()
                     if self._stop:
@@ -78,7 +81,7 @@ class Hub:
                 threading.Event().wait(0.5)
 
     def pump(self) -> int:
-        with self.db.transaction() as conn:
+        with self.db.read() as conn:
             events = outbox.read_many(conn, self.positions, limit=5000)
         for ev in events:
             self.positions[ev.stream] = max(self.positions[ev.stream], ev.event_seq)
@@ -143,7 +146,7 @@ def stream_response(ext, topic: str, user_id: int) -> Response:
 
     def replay(sent: int):
         while True:
-            with db.transaction() as conn:
+            with db.read() as conn:
                 events = outbox.read(conn, topic, sent, user_id=user_id, limit=1000)
             for ev in events:
                 yield ev

@@ -1,6 +1,7 @@
 """The in-process bus: the embedded default and the fast test backend.
 
-It is a real, durable implementation, not a mock: the outbox table *is* the log. A consumer
+``db`` is the host's ``Database`` (``transaction()`` for writes, ``read()`` for read-only
+transactions). It is a real, durable implementation, not a mock: the outbox table *is* the log. A consumer
 group's position per stream lives in ``bus_cursors`` (name ``group:<group>``), so a restart
 resumes where the group left off, and nothing needs relaying. Wake-ups come from the outbox's
 commit listener (same process) with a short poll as the fallback (other processes).
@@ -44,11 +45,12 @@ class LocalConsumer(Consumer):
 
     def poll(self, timeout: float = 1.0, max_events: int = 500) -> list[Delivery]:
         gen = self.bus.wakeup.generation
-        with self.bus.db.transaction() as conn:
+        # Read-only: on SQLite a reader never waits for (or blocks) a writer.
+        with self.bus.db.read() as conn:
             events = outbox.read_many(conn, self._positions_in(conn), limit=max_events)
         if not events and timeout > 0:
             self.bus.wakeup.wait(gen, timeout)
-            with self.bus.db.transaction() as conn:
+            with self.bus.db.read() as conn:
                 events = outbox.read_many(conn, self._positions_in(conn), limit=max_events)
         for ev in events:
             self._inflight[ev.stream] = max(self._inflight.get(ev.stream, 0), ev.event_seq)
