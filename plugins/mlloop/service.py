@@ -438,9 +438,9 @@ def score_ideas(conn, user_id: int, data: dict, *, mode: str = "normal") -> dict
     ids = [decision_id_of(k) for k in keys]
     known = _known_decisions(conn, ids)
     todo = [j for j, d in enumerate(ids) if d not in known]
-    ideas = [_idea_of(items[j], session, j) for j in todo]
-
-    tracked = _check_tracked(conn, user_id, ideas)
+    every = [_idea_of(item, session, j) for j, item in enumerate(items)]
+    tracked = _check_tracked(conn, user_id, every)  # a replayed idea id must still name its structure
+    ideas = [every[j] for j in todo]
     results: list[dict] = [known[d] for d in ids if d in known]
     if ideas:
         results += _decide(conn, user_id, ideas, [keys[j] for j in todo], [ids[j] for j in todo], tracked,
