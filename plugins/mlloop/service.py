@@ -528,13 +528,8 @@ def _decide(conn, user_id, ideas, keys, ids, tracked, market, context_id, decisi
                 direction=idea.direction, strike=idea.strike, width=idea.width, dte=idea.dte,
                 expiration=idea.expiration, quantity=idea.quantity, entry_debit=idea.debit,
                 risk_unit=_risk_unit(idea), entry_spot=Decimal(repr(market["spot_price"])),
-                rule_score=rs.total, selector_params_version=params.version, regime=regime, trade_id=None,
-                cumulative_pnl=Decimal(0), max_pnl=Decimal(0), min_pnl=Decimal(0), time_to_max_pnl=0,
-                time_in_drawdown=0, event_count=0, last_event_time=None, last_tier=1, stop_touched=False,
-                target_touched=False, last_snapshot_time=None, last_snapshot_underlying=None,
-                total_fees=Decimal(0), total_slippage=Decimal(0), total_adjustments=Decimal(0),
-                settlement_status="open", settlement_pnl=None, settlement_price=None, settled_at=None,
-                lifetime_minutes=None, version=1, created_at=now, updated_at=now))
+                rule_score=rs.total, selector_params_version=params.version, regime=regime, version=1,
+                created_at=now, updated_at=now))  # the path columns start at their defaults
     try:
         for part in _chunks(idea_rows, 5000):
             with conn.begin_nested():

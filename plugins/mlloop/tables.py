@@ -104,23 +104,23 @@ tracked_ideas = sa.Table(
     # trading
     sa.Column("trade_id", sa.String(36)),
     # running path (from pnl_events, net of fees)
-    sa.Column("cumulative_pnl", Money(14, 2), nullable=False),
-    sa.Column("max_pnl", Money(14, 2), nullable=False),
-    sa.Column("min_pnl", Money(14, 2), nullable=False),
-    sa.Column("time_to_max_pnl", sa.Integer, nullable=False),     # trading minutes entry -> first max
-    sa.Column("time_in_drawdown", sa.Integer, nullable=False),    # trading minutes with P&L < 0
-    sa.Column("event_count", sa.Integer, nullable=False),
+    sa.Column("cumulative_pnl", Money(14, 2), nullable=False, server_default="0"),
+    sa.Column("max_pnl", Money(14, 2), nullable=False, server_default="0"),
+    sa.Column("min_pnl", Money(14, 2), nullable=False, server_default="0"),
+    sa.Column("time_to_max_pnl", sa.Integer, nullable=False, server_default="0"),     # trading minutes entry -> first max
+    sa.Column("time_in_drawdown", sa.Integer, nullable=False, server_default="0"),    # trading minutes with P&L < 0
+    sa.Column("event_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_event_time", UtcDateTime),
-    sa.Column("last_tier", sa.SmallInteger, nullable=False),      # trigger state
-    sa.Column("stop_touched", sa.Boolean, nullable=False),
-    sa.Column("target_touched", sa.Boolean, nullable=False),
+    sa.Column("last_tier", sa.SmallInteger, nullable=False, server_default="1"),      # trigger state
+    sa.Column("stop_touched", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("target_touched", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("last_snapshot_time", UtcDateTime),
     sa.Column("last_snapshot_underlying", Money(12, 2)),
-    sa.Column("total_fees", Money(12, 2), nullable=False),
-    sa.Column("total_slippage", Money(12, 2), nullable=False),
-    sa.Column("total_adjustments", Money(14, 2), nullable=False),
+    sa.Column("total_fees", Money(12, 2), nullable=False, server_default="0"),
+    sa.Column("total_slippage", Money(12, 2), nullable=False, server_default="0"),
+    sa.Column("total_adjustments", Money(14, 2), nullable=False, server_default="0"),
     # settlement
-    sa.Column("settlement_status", sa.String(10), nullable=False),  # open | settled
+    sa.Column("settlement_status", sa.String(10), nullable=False, server_default="open"),  # open | settled
     sa.Column("settlement_pnl", Money(14, 2)),
     sa.Column("settlement_price", Money(12, 2)),
     sa.Column("settled_at", UtcDateTime),
@@ -244,7 +244,7 @@ pnl_events = sa.Table(
     sa.Column("fees", Money(10, 2), nullable=False),
     sa.Column("slippage", Money(10, 2), nullable=False),
     sa.Column("underlying_price", Money(12, 2), nullable=False),
-    sa.Column("cumulative_pnl", Money(14, 2), nullable=False),  # the idea's net P&L after this event
+    sa.Column("cumulative_pnl", Money(14, 2), nullable=False, server_default="0"),  # the idea's net P&L after this event
     sa.Column("recorded_at", UtcDateTime, nullable=False),
     sa.Index("ix_pnl_events_idea_time", "tracked_idea_id", "event_time"),
     sa.Index("ix_pnl_events_user_day", "user_id", "session_date", "trade_id"),
@@ -320,14 +320,14 @@ daily_performance = sa.Table(
     sa.Column("date", sa.Date, primary_key=True),                # New York session date
     sa.Column("net_pnl", Money(14, 2), nullable=False),
     sa.Column("gross_pnl", Money(14, 2), nullable=False),
-    sa.Column("total_fees", Money(12, 2), nullable=False),
+    sa.Column("total_fees", Money(12, 2), nullable=False, server_default="0"),
     sa.Column("high_water_pnl", Money(14, 2), nullable=False),
     sa.Column("max_drawdown", Money(14, 2), nullable=False),
     sa.Column("drawdown_pct", _dec(10, 4)),
     sa.Column("trade_count", sa.Integer, nullable=False),
     sa.Column("win_count", sa.Integer, nullable=False),
     sa.Column("loss_count", sa.Integer, nullable=False),
-    sa.Column("event_count", sa.Integer, nullable=False),
+    sa.Column("event_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("primary_model_id", sa.Integer),
     sa.Column("ml_contribution_pct", _dec(6, 4)),
     sa.Column("updated_at", UtcDateTime, nullable=False),
