@@ -2,7 +2,7 @@
 // graph, breakers, the live event feed and (admins) ML evaluation — on the public API and SSE
 // streams only. The server is the authority: local state is a cache reconciled by version.
 import * as api from "./api.js";
-import { Stream, VersionedMap } from "./stream.js";
+import { connectStreams, VersionedMap } from "./stream.js";
 import * as charts from "./charts.js";
 
 // -- tiny DOM helpers ------------------------------------------------------------------------
@@ -49,7 +49,7 @@ function renderAll() {
 
 // -- state -------------------------------------------------------------------------------------
 const S = {
-  me: null, plugins: [], streams: [],
+  me: null, plugins: [], streams: null,
   positions: new VersionedMap(), orders: new VersionedMap(), strategies: new VersionedMap(),
   templates: [], breakers: null, stats: null,
   selected: null,          // position id shown in the detail panel
@@ -64,7 +64,7 @@ const has = p => S.plugins.includes(p);
 // -- connectivity: live / reconnecting / offline (read-only) ------------------------------------
 function connectivity() {
   if (!S.online || !S.apiReachable) return "offline";
-  if (S.streams.some(s => s.status !== "open")) return "connecting";
+  if (!S.streams || !S.streams.allOpen()) return "connecting";
   return "live";
 }
 function renderConnectivity() {
@@ -82,17 +82,31 @@ function renderConnectivity() {
   for (const b of document.querySelectorAll("[data-mutate]")) b.disabled = readOnly;
 }
 api.setWriteGate(() => connectivity() === "live" ? null : "read-only while offline or reconnecting");
-api.onNetworkChange(ok => { if (S.apiReachable !== ok) { S.apiReachable = ok; renderConnectivity(); if (ok) resync(); } });
+api.onNetworkChange(ok => {
+  if (S.apiReachable === ok) return;
+  S.apiReachable = ok;
+  renderConnectivity();
+  if (ok) resync(); else probe();
+});
+// While the API is unreachable, ask /health now and then; the first answer ends offline mode.
+async function probe() {
+  while (!S.apiReachable) {
+    await api.sleep(1500);
+    if (!S.online) continue;
+    try { const r = await fetch("/health", { cache: "no-store" }); if (r.status < 500) { S.apiReachable = true; renderConnectivity(); resync(); } }
+    catch { /* still unreachable */ }
+  }
+}
 
 window.addEventListener("offline", () => {
   S.online = false;
-  for (const s of S.streams) s.close();
+  if (S.streams) S.streams.close();
   renderConnectivity();
 });
 window.addEventListener("online", () => {
   S.online = true;
   S.apiReachable = true;
-  for (const s of S.streams) s.open();   // resumes from the last applied seq: nothing missed
+  if (S.streams) S.streams.open();   // resumes from the last applied seq: nothing missed
   renderConnectivity();
   resync();
 });
@@ -128,8 +142,8 @@ $("#login-form").addEventListener("submit", async e => {
   }
 });
 $("#logout").addEventListener("click", async () => {
-  for (const s of S.streams) s.close();
-  S.streams = [];
+  if (S.streams) S.streams.stop();
+  S.streams = null;
   await api.request("POST", "/api/auth/logout", { readOnly: true }).catch(() => {});
   location.reload();
 });
@@ -142,11 +156,10 @@ function startConsole() {
   for (const sec of document.querySelectorAll("[data-plugin]")) sec.hidden = !has(sec.dataset.plugin);
   $("#ml-section").hidden = !(has("mlloop") && S.me.is_admin);
   const paths = { tradelog: "/sse/trade-log", riskgraph: "/sse/risk-graph", breakers: "/sse/breakers" };
-  S.streams = Object.entries(paths).filter(([p]) => has(p)).map(([, path]) =>
-    new Stream(path, { userId: S.me.id, onEvent: onEvent, onStatus: () => renderConnectivity() }));
   // Streams first, then the REST state: whatever commits in between arrives on a stream and
   // is reconciled by version, so nothing falls into a gap.
-  for (const s of S.streams) s.open();
+  S.streams = connectStreams({ userId: S.me.id, paths: Object.entries(paths).filter(([p]) => has(p)).map(([, path]) => path),
+                               onEvent, onStatus: () => renderConnectivity() });
   renderConnectivity();
   resync();
   if (has("mlloop") && S.me.is_admin) loadMl();
@@ -234,7 +247,7 @@ async function onEvent(env, stream) {
       if (S.strategies.remove(p.strategy.id, p.strategy.version)) { renderStrategies(); scheduleGraph(); }
       break;
     default:
-      if (env.stream === "breakers.events" || stream.path === "/sse/breakers") reloadBreakers();
+      if (stream.path === "/sse/breakers") reloadBreakers();
   }
   if (S.selected && env.aggregate_id === S.selected) renderDetail();
 }
@@ -704,22 +717,14 @@ async function clearBreaker(name) {
 }
 
 // -- ML evaluation (admins) ------------------------------------------------------------------------
-// The shapes are read tolerantly (a list, or an object holding one), so the console keeps
-// working while the evaluation API grows fields.
-const listIn = (obj, ...keys) => Array.isArray(obj) ? obj : (keys.map(k => obj && obj[k]).find(Array.isArray) || []);
-const num = (o, ...keys) => { for (const k of keys) if (o && o[k] !== undefined && o[k] !== null) return Number(o[k]); return null; };
+// GET /api/admin/ml/evaluation/{score-outcomes, ml-vs-rules, regime-breakdown, go-live-checklist}.
+const pct = v => v === null || v === undefined ? "–" : `${(Number(v) * 100).toFixed(1)}%`;
+const num = v => v === null || v === undefined ? null : Number(v);
+const EVAL = "/api/admin/ml/evaluation";
 
 async function loadMl() {
-  const base = "/api/admin/ml/evaluation";
-  let paths = [];
-  try { paths = Object.keys((await api.get("/openapi.json")).paths || {}); } catch { /* fall back to the known names */ }
-  const find = (word, dflt) => paths.find(p => p.startsWith("/api/admin/ml") && p.includes(word) && !p.includes("{")) || dflt;
-  const [outcomes, vsRules, regimes, checklist] = await Promise.all([
-    api.get(find("score-outcomes", `${base}/score-outcomes`)).catch(e => e),
-    api.get(find("ml-vs-rules", `${base}/ml-vs-rules`)).catch(e => e),
-    api.get(find("regime-breakdown", `${base}/regime-breakdown`)).catch(e => e),
-    api.get(find("go-live", `${base}/go-live-checklist`)).catch(e => e),
-  ]);
+  const [outcomes, vsRules, regimes, checklist] = await Promise.all(
+    ["score-outcomes", "ml-vs-rules", "regime-breakdown", "go-live-checklist"].map(p => api.get(`${EVAL}/${p}`).catch(e => e)));
   renderMlOutcomes(outcomes);
   renderMlVsRules(vsRules);
   renderMlRegimes(regimes);
@@ -732,67 +737,62 @@ function mlUnavailable(el, err) {
 
 function renderMlOutcomes(r) {
   const chartEl = $("#ml-buckets-chart");
-  if (r instanceof Error) return mlUnavailable(chartEl, r);
-  const buckets = listIn(r, "buckets", "score_buckets", "rows", "items");
-  if (!buckets.length) { chartEl.replaceChildren(h("p", { class: "empty" }, "no settled decisions yet")); }
-  else {
-    const labels = buckets.map(b => b.bucket ?? b.label ?? b.range ?? (b.lo !== undefined ? `${b.lo}-${b.hi}` : "?"));
-    charts.barsWithLine(chartEl, {
-      labels, bars: buckets.map(b => num(b, "avg_pnl", "mean_pnl", "average_pnl")), barLabel: "avg P&L",
-      barFmt: v => v == null ? "–" : `$${Number(v).toFixed(0)}`,
-      line: buckets.map(b => num(b, "win_rate")), lineLabel: "win rate", lineFmt: v => v == null ? "–" : `${(v * 100).toFixed(0)}%`,
-    });
-    chartEl.dataset.buckets = String(buckets.length);
-    $("#ml-buckets-body").replaceChildren(...buckets.map((b, i) => h("tr", {},
-      h("td", {}, labels[i]), h("td", { class: "num" }, b.count ?? b.n ?? "–"),
-      h("td", { class: "num" }, fmtMoney(num(b, "avg_pnl", "mean_pnl", "average_pnl"))),
-      h("td", { class: "num" }, num(b, "win_rate") === null ? "–" : `${(num(b, "win_rate") * 100).toFixed(1)}%`),
-      h("td", { class: "num" }, num(b, "vs_baseline", "win_rate_vs_baseline") === null ? "–" : `${(num(b, "vs_baseline", "win_rate_vs_baseline") * 100).toFixed(1)}%`))));
-  }
   const calEl = $("#ml-calibration-chart");
-  const cal = listIn(r && (r.calibration ?? r.calibration_curve ?? r.reliability), "bins", "points", "curve");
-  const pts = cal.map(c => ({ predicted: num(c, "predicted", "mean_predicted", "prob_pred", "p"), observed: num(c, "observed", "actual", "prob_true", "frequency") }))
-    .filter(p => p.predicted !== null && p.observed !== null);
+  if (r instanceof Error) { mlUnavailable(calEl, r); return mlUnavailable(chartEl, r); }
+  const buckets = r.buckets || [];
+  $("#ml-n").textContent = `${r.n} settled decisions · baseline win rate ${pct(r.baseline_win_rate)} · avg P&L ${fmtMoney(r.baseline_avg_pnl)}`;
+  charts.barsWithLine(chartEl, {
+    labels: buckets.map(b => b.bucket), bars: buckets.map(b => num(b.avg_pnl)), barLabel: "avg P&L",
+    barFmt: v => v == null ? "–" : `$${Number(v).toFixed(0)}`,
+    line: buckets.map(b => num(b.win_rate)), lineLabel: "win rate", lineFmt: v => v == null ? "–" : `${(v * 100).toFixed(0)}%`,
+  });
+  chartEl.dataset.buckets = String(buckets.length);
+  $("#ml-buckets-body").replaceChildren(...buckets.map(b => h("tr", { class: "bucket" },
+    h("td", {}, b.bucket), h("td", { class: "num" }, b.count), h("td", { class: "num" }, fmtMoney(b.avg_pnl)),
+    h("td", { class: "num" }, pct(b.win_rate)), h("td", { class: "num" }, b.win_rate_vs_baseline == null ? "–" : `${b.win_rate_vs_baseline >= 0 ? "+" : ""}${pct(b.win_rate_vs_baseline)}`))));
+  // Calibration: the score read as a probability of a win (bucket middle / 100) against the
+  // observed win rate of the bucket; a calibrated score lies on the diagonal.
+  const pts = buckets.filter(b => b.count > 0 && b.win_rate !== null)
+    .map(b => ({ predicted: (b.low + b.high) / 200, observed: Number(b.win_rate) }));
   if (pts.length) { charts.calibration(calEl, pts); calEl.dataset.points = String(pts.length); }
-  else calEl.replaceChildren(h("p", { class: "empty" }, "no calibration data yet"));
-  const brier = num(r, "brier", "brier_score");
-  $("#ml-brier").textContent = brier === null ? "" : `Brier score ${brier.toFixed(3)}`;
+  else calEl.replaceChildren(h("p", { class: "empty" }, "no settled decisions with a score yet"));
 }
 
 function renderMlVsRules(r) {
   const el = $("#ml-vs-rules");
   if (r instanceof Error) return mlUnavailable(el, r);
-  const groups = listIn(r, "groups", "rows", "comparison", "buckets");
-  if (!groups.length) {
-    el.replaceChildren(h("pre", {}, JSON.stringify(r, null, 1).slice(0, 1500)));
-    return;
-  }
-  const labels = groups.map(g => g.group ?? g.label ?? g.name ?? g.kind ?? "?");
-  const chartDiv = h("div", { class: "chart small-chart" });
-  el.replaceChildren(chartDiv, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "group"), h("th", {}, "count"), h("th", {}, "avg P&L"), h("th", {}, "win rate"))),
-    h("tbody", {}, groups.map((g, i) => h("tr", {}, h("td", {}, labels[i]), h("td", { class: "num" }, g.count ?? g.n ?? "–"),
-      h("td", { class: "num" }, fmtMoney(num(g, "avg_pnl", "mean_pnl"))), h("td", { class: "num" }, num(g, "win_rate") === null ? "–" : `${(num(g, "win_rate") * 100).toFixed(1)}%`))))));
-  charts.barsWithLine(chartDiv, { labels, bars: groups.map(g => num(g, "avg_pnl", "mean_pnl")), barLabel: "avg P&L",
-    barFmt: v => v == null ? "–" : `$${Number(v).toFixed(0)}`, line: groups.map(g => num(g, "win_rate")), lineLabel: "win rate",
+  const groups = [["agree", r.agree], [`ML higher (>${r.threshold} pts)`, r.ml_higher], [`ML lower (>${r.threshold} pts)`, r.ml_lower],
+                  ["diverged", r.diverged]].filter(([, g]) => g);
+  const chartDiv = h("div", { class: "chart" });
+  el.replaceChildren(chartDiv, h("table", { class: "list" },
+    h("thead", {}, h("tr", {}, h("th", {}, "ideas"), h("th", { class: "num" }, "count"), h("th", { class: "num" }, "avg P&L"),
+      h("th", { class: "num" }, "win rate"), h("th", { class: "num" }, "ML right / wrong"))),
+    h("tbody", {}, groups.map(([label, g]) => h("tr", { class: "group" }, h("td", {}, label), h("td", { class: "num" }, g.count),
+      h("td", { class: "num" }, fmtMoney(g.avg_pnl)), h("td", { class: "num" }, pct(g.win_rate)),
+      h("td", { class: "num" }, g.right === undefined ? "–" : `${g.right} / ${g.wrong} (${pct(g.accuracy)})`))))));
+  charts.barsWithLine(chartDiv, { labels: groups.map(([l]) => l.split(" (")[0]), bars: groups.map(([, g]) => num(g.avg_pnl)), barLabel: "avg P&L",
+    barFmt: v => v == null ? "–" : `$${Number(v).toFixed(0)}`, line: groups.map(([, g]) => num(g.win_rate)), lineLabel: "win rate",
     lineFmt: v => v == null ? "–" : `${(v * 100).toFixed(0)}%` });
 }
 
 function renderMlRegimes(r) {
   const el = $("#ml-regimes");
   if (r instanceof Error) return mlUnavailable(el, r);
-  const rows = listIn(r, "regimes", "rows", "buckets");
-  el.replaceChildren(rows.length ? h("table", {}, h("tbody", {}, rows.map(x => h("tr", {},
-    h("td", {}, x.regime ?? x.label ?? "?"), h("td", { class: "num" }, x.count ?? x.n ?? "–"),
-    h("td", { class: "num" }, fmtMoney(num(x, "avg_pnl", "mean_pnl"))), h("td", { class: "num" }, num(x, "win_rate") === null ? "–" : `${(num(x, "win_rate") * 100).toFixed(1)}%`)))))
-    : h("p", { class: "empty" }, "no regime data yet"));
+  const rows = r.regimes || [];
+  el.replaceChildren(rows.length ? h("table", { class: "list" },
+    h("thead", {}, h("tr", {}, h("th", {}, "regime"), h("th", { class: "num" }, "count"), h("th", { class: "num" }, "win rate"),
+      h("th", { class: "num" }, "avg P&L"), h("th", { class: "num" }, "ML AUC"), h("th", { class: "num" }, "rules AUC"))),
+    h("tbody", {}, rows.map(x => h("tr", {}, h("td", {}, x.regime), h("td", { class: "num" }, x.count), h("td", { class: "num" }, pct(x.win_rate)),
+      h("td", { class: "num" }, fmtMoney(x.avg_pnl)), h("td", { class: "num" }, fmtNum(x.ml_auc)), h("td", { class: "num" }, fmtNum(x.rule_auc))))))
+    : h("p", { class: "empty" }, "no settled decisions yet"));
 }
 
 function renderChecklist(r) {
   const el = $("#ml-checklist");
   if (r instanceof Error) return mlUnavailable(el, r);
-  const items = listIn(r, "items", "checks", "criteria");
-  el.replaceChildren(...items.map(c => h("li", { class: c.passed ?? c.ok ? "pass" : "fail" },
-    `${c.passed ?? c.ok ? "✔" : "✘"} ${c.name ?? c.criterion ?? c.label ?? ""} ${c.detail ?? c.value ?? ""}`)));
+  el.replaceChildren(h("li", { class: r.ready ? "pass" : "fail" }, `${r.passed} of ${r.total} criteria met${r.ready ? ": ready to go live" : ""}`),
+    ...(r.criteria || []).map(c => h("li", { class: c.passed ? "pass" : "fail", dataset: { key: c.key } },
+      `${c.passed ? "✔" : "✘"} ${c.title}`, c.value !== null && typeof c.value !== "object" ? ` (${c.value}${c.target !== null && c.target !== undefined ? " / " + c.target : ""})` : "")));
 }
 
 boot();

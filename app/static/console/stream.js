@@ -1,20 +1,27 @@
 // Live streams: one EventSource per SSE route of the user's enabled plugins.
 //
 // - Messages are unnamed (onmessage), `id: <event_seq>`, data = the event envelope.
+// - One set of EventSources per browser, not per tab: browsers allow ~6 HTTP/1.1 connections
+//   per host, so three streams in each of two tabs would starve every fetch. A SharedWorker
+//   (stream-worker.js) holds the streams and fans events out to the tabs; where SharedWorker
+//   is missing each tab opens its own.
 // - Resume: the browser sends Last-Event-ID itself when it reconnects an EventSource; when we
-//   open a new one (page reload, back online, the server refused and the source closed) we pass
-//   ?last_seq=<last seq we applied>. The last seq per stream is kept in sessionStorage, so a
-//   reload of this tab resumes where it was and a new tab replays the user's history.
+//   open a new one (back online, the server refused and the source closed) we pass
+//   ?last_seq=<last seq we applied>.
 // - Dedupe: an event whose event_id we have seen, or whose seq is not after the last one
 //   applied, is dropped (counted in `duplicates`), so a replay never applies anything twice.
 
 const SEEN_MAX = 5000;
+// A tab keeps its last seqs in sessionStorage (a reload resumes); the worker in memory.
+const memory = new Map();
+const store = typeof sessionStorage !== "undefined" ? sessionStorage
+  : { getItem: k => memory.get(k) ?? null, setItem: (k, v) => memory.set(k, v) };
 
 export class Stream {
   constructor(path, { userId, onEvent, onStatus }) {
     this.path = path;
     this.key = `tradeloop.lastSeq.${userId}.${path}`;
-    this.lastSeq = Number(sessionStorage.getItem(this.key) || 0);
+    this.lastSeq = Number(store.getItem(this.key) || 0);
     this.onEvent = onEvent;
     this.onStatus = onStatus;
     this.seen = new Set();
@@ -73,7 +80,7 @@ export class Stream {
     this.seenOrder.push(env.event_id);
     if (this.seenOrder.length > SEEN_MAX) this.seen.delete(this.seenOrder.shift());
     this.lastSeq = seq;
-    sessionStorage.setItem(this.key, String(seq));
+    store.setItem(this.key, String(seq));
     if (this.status !== "open") this.setStatus("open");
     this.onEvent(env, this);
   }
@@ -127,4 +134,50 @@ export class VersionedMap {
     }
     this.items = fresh;
   }
+}
+
+/**
+ * The tab's view of the user's streams: events (deduped again by event_id here, so a replayed
+ * buffer never shows twice), per-stream status, and open()/close() for online/offline.
+ */
+export function connectStreams({ userId, paths, onEvent, onStatus }) {
+  const statuses = new Map(paths.map(p => [p, "connecting"]));
+  const seen = new Set();
+  const deliver = (env, path) => {
+    if (seen.has(env.event_id)) return;
+    seen.add(env.event_id);
+    onEvent(env, { path });
+  };
+  const api = { statuses, allOpen: () => [...statuses.values()].every(s => s === "open"), duplicates: () => 0 };
+  if (typeof SharedWorker !== "undefined") {
+    const worker = new SharedWorker("/static/console/stream-worker.js", { type: "module", name: `tradeloop-streams-${userId}` });
+    const port = worker.port;
+    port.onmessage = ({ data }) => {
+      if (data.type === "hello") {
+        for (const [p, s] of data.statuses) statuses.set(p, s);
+        for (const [p, env] of data.recent) deliver(env, p);
+        onStatus();
+      } else if (data.type === "event") deliver(data.env, data.path);
+      else if (data.type === "status") { statuses.set(data.path, data.status); onStatus(); }
+    };
+    port.start();
+    port.postMessage({ type: "start", userId, paths });
+    api.open = () => port.postMessage({ type: "open" });
+    api.close = () => port.postMessage({ type: "close" });
+    api.stop = () => port.postMessage({ type: "bye" });
+    addEventListener("pagehide", api.stop);
+    api.mode = "shared-worker";
+    return api;
+  }
+  const streams = paths.map(path => new Stream(path, {
+    userId, onEvent: (env, st) => deliver(env, st.path),
+    onStatus: (st, s) => { statuses.set(st.path, s); onStatus(); },
+  }));
+  streams.forEach(s => s.open());
+  api.open = () => streams.forEach(s => { if (s.status !== "open") s.open(); });
+  api.close = () => streams.forEach(s => s.close());
+  api.stop = api.close;
+  api.duplicates = () => streams.reduce((a, s) => a + s.duplicates, 0);
+  api.mode = "per-tab";
+  return api;
 }
