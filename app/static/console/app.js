@@ -20,7 +20,8 @@ function h(tag, attrs = {}, ...children) {
   for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
   return el;
 }
-const fmtMoney = s => s === null || s === undefined ? "–" : `$${Number(s).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+const fmtMoney = s => s === null || s === undefined ? "–"
+  : `${Number(s) < 0 ? "-" : ""}$${Math.abs(Number(s)).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
 const fmtNum = (v, d = 2) => v === null || v === undefined ? "–" : Number(v).toFixed(d);
 const fmtTime = s => s ? s.replace("T", " ").slice(0, 19) : "–";
 const today = () => new Date().toISOString().slice(0, 10);
