@@ -191,3 +191,16 @@ def test_validation_and_user_scope(app, new_client, run_consumers):
     r = cl.post("/api/ml/contexts", json={"symbol": "SPX", "contexts": [
         {"context_id": "early", "as_of": iso(t(dt.date(2020, 1, 6), 15, 0))}]})
     assert r.status_code == 422
+
+
+def test_rules_only_mode_is_recorded(app_factory, new_client, run_consumers):
+    """The host's scoring_mode hook (here the test plugin's) forces rules-only scoring."""
+    app = app_factory(["mlloop", "tests.plugins.notes.plugin"], NOTES_RULES_ONLY=True)
+    cl = new_client(app)
+    cid = setup_context(cl)
+    body = cl.post("/api/ml/score", json={"context_id": cid, "ideas": some_ideas(3)}).json
+    assert body["scoring_mode"] == "rules_only"
+    assert all(i["final_score"] == i["original_score"] and i["ml_weight"] == 0 for i in body["ideas"])
+    run_consumers(app)
+    d = cl.get(f"/api/ml/decisions/{body['ideas'][0]['decision_id']}").json
+    assert d["scoring_mode"] == "rules_only" and d["status"] == "recorded"
