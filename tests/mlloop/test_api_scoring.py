@@ -204,3 +204,37 @@ def test_rules_only_mode_is_recorded(app_factory, new_client, run_consumers):
     run_consumers(app)
     d = cl.get(f"/api/ml/decisions/{body['ideas'][0]['decision_id']}").json
     assert d["scoring_mode"] == "rules_only" and d["status"] == "recorded"
+
+
+class _StubScorer:
+    """Stands in for part 2's FastScorer: the ML score is a known function of the features."""
+
+    def score_batch(self, frame, original_scores=None, **kw):
+        import pandas as pd
+        return pd.DataFrame({"ml_score": [60.0 + 10 * (s == "call") for s in frame["side"]]}, index=frame.index)
+
+
+def test_ml_score_blends_per_assignment(app, new_client, run_consumers, monkeypatch):
+    from plugins.mlloop import modelops, service
+
+    class Plan:
+        def for_idea(self, idea_id, regime):
+            return modelops.Assignment(_StubScorer(), 7, 3, 11, "challenger", 0.25, idea_id.endswith("0"))
+    monkeypatch.setattr(service.modelops, "scoring_plan", lambda conn, user_id: Plan())
+    cl = new_client(app)
+    cid = setup_context(cl)
+    ideas = some_ideas(4)
+    side = {x["idea_id"]: x["side"] for x in ideas}
+    body = cl.post("/api/ml/score", json={"context_id": cid, "ideas": ideas}).json
+    for i in body["ideas"]:
+        ml = Decimal("70.00") if side[i["idea_id"]] == "call" else Decimal("60.00")
+        assert Decimal(i["ml_score"]) == ml
+        expected = (Decimal("0.75") * Decimal(i["original_score"]) + Decimal("0.25") * ml).quantize(Decimal("0.01"))
+        assert abs(Decimal(i["final_score"]) - expected) <= Decimal("0.01")
+        assert (i["model_id"], i["model_version"], i["experiment_id"], i["experiment_arm"], i["ml_weight"]) == \
+            (7, 3, 11, "challenger", 0.25)
+    finals = [Decimal(i["final_score"]) for i in body["ideas"]]
+    assert finals == sorted(finals, reverse=True)
+    run_consumers(app)
+    d = cl.get(f"/api/ml/decisions/{body['ideas'][0]['decision_id']}").json
+    assert (d["model_id"], d["model_version"], d["ml_score"]) == (7, 3, body["ideas"][0]["ml_score"])
