@@ -101,26 +101,34 @@ class Assignment:
     exploration: bool
 
 
-_SCORERS: "OrderedDict[int, FastScorer]" = OrderedDict()
+_SCORERS: "OrderedDict[str, FastScorer]" = OrderedDict()
 _SCORERS_LOCK = threading.Lock()
 _MAX_SCORERS = 16
 
 
-def load_scorer(conn, model_id: int) -> FastScorer | None:
-    """The FastScorer of registry row ``model_id``, cached in-process (loading a blob costs
-    tens of ms). A registry row's blob never changes, so the cache cannot go stale. The
-    scorer is in shadow mode: callers blend with the assignment's ``ml_weight``."""
+def load_scorer(conn, model_id: int, content_id: str | None = None) -> FastScorer | None:
+    """The FastScorer of registry row ``model_id``, cached in-process by the model's content
+    hash (loading a blob costs tens of ms; the hash names the exact model, whatever database
+    or row it came from, so the cache cannot serve a wrong model). In shadow mode: callers
+    blend with the assignment's ``ml_weight``."""
+    if content_id is None:
+        content_id = conn.execute(sa.select(ml_models.c.content_id)
+                                  .where(ml_models.c.id == model_id)).scalar()
+        if content_id is None:
+            return None
     with _SCORERS_LOCK:
-        scorer = _SCORERS.get(model_id)
+        scorer = _SCORERS.get(content_id)
         if scorer is not None:
-            _SCORERS.move_to_end(model_id)
+            _SCORERS.move_to_end(content_id)
             return scorer
     row = conn.execute(sa.select(ml_models.c.model_blob).where(ml_models.c.id == model_id)).first()
     if row is None:
         return None
     scorer = FastScorer(bytes(row.model_blob), mode="shadow")
+    if scorer.model_id != content_id:
+        raise errors.Conflict(f"model {model_id}'s blob does not match its content id")
     with _SCORERS_LOCK:
-        _SCORERS[model_id] = scorer
+        _SCORERS[content_id] = scorer
         while len(_SCORERS) > _MAX_SCORERS:
             _SCORERS.popitem(last=False)
     return scorer
@@ -145,6 +153,7 @@ class ScoringPlan:
         self.settings = settings
         self.rules_only = rules_only
         self.low_data_regimes = low_data_regimes
+        self._scorers: dict = {}
 
     def champion_for(self, regime):
         return self.champions.get(regime) if regime in self.champions else self.champions.get(None)
@@ -162,13 +171,17 @@ class ScoringPlan:
             arm = abtest.route(exp["id"], idea_id, float(exp["traffic_split"]))
             side = "challenger" if arm == abtest.CHALLENGER else "champion"
             mid = exp[f"{side}_model_id"]
-            model_row = None if mid is None else {"id": mid, "model_version": exp[f"{side}_version"]}
+            model_row = None if mid is None else {"id": mid, "model_version": exp[f"{side}_version"],
+                                                  "content_id": exp[f"{side}_content_id"]}
             if exp.get(f"{side}_ml_weight") is not None:
                 weight = float(exp[f"{side}_ml_weight"])
             break
         if model_row is None:
             return Assignment(None, None, None, experiment_id, arm, weight, exploration)
-        scorer = load_scorer(self._conn, model_row["id"])
+        scorer = self._scorers.get(model_row["id"])
+        if scorer is None:
+            scorer = load_scorer(self._conn, model_row["id"], model_row["content_id"])
+            self._scorers[model_row["id"]] = scorer
         if scorer is None:
             return Assignment(None, None, None, experiment_id, arm, weight, exploration)
         return Assignment(scorer, int(model_row["id"]), int(model_row["model_version"]),
@@ -195,20 +208,25 @@ def scoring_plan(conn, user_id) -> ScoringPlan:
     except (RuntimeError, KeyError):
         pass
     champions = {}
-    for r in conn.execute(sa.select(ml_models.c.id, ml_models.c.model_version, ml_models.c.regime)
+    for r in conn.execute(sa.select(ml_models.c.id, ml_models.c.model_version, ml_models.c.regime,
+                                    ml_models.c.content_id)
                           .where(ml_models.c.status == "champion")):
-        champions[r.regime] = {"id": r.id, "model_version": r.model_version}
+        champions[r.regime] = {"id": r.id, "model_version": r.model_version,
+                               "content_id": r.content_id}
     experiments = []
     rows = conn.execute(sa.select(ml_experiments).where(ml_experiments.c.status == "running")
                         .order_by(ml_experiments.c.id)).all()
     if rows:
         ids = {i for r in rows for i in (r.champion_model_id, r.challenger_model_id) if i is not None}
-        versions = dict(conn.execute(sa.select(ml_models.c.id, ml_models.c.model_version)
-                                     .where(ml_models.c.id.in_(ids))).all())
+        info = {r.id: r for r in conn.execute(
+            sa.select(ml_models.c.id, ml_models.c.model_version, ml_models.c.content_id)
+            .where(ml_models.c.id.in_(ids)))}
         for r in rows:
             e = dict(r._mapping)
-            e["champion_version"] = versions.get(e["champion_model_id"])
-            e["challenger_version"] = versions.get(e["challenger_model_id"])
+            for side in ("champion", "challenger"):
+                m = info.get(e[f"{side}_model_id"])
+                e[f"{side}_version"] = m.model_version if m else None
+                e[f"{side}_content_id"] = m.content_id if m else None
             experiments.append(e)
     return ScoringPlan(conn, user_id, champions=champions, experiments=experiments,
                        settings=settings, rules_only=rules_only,
