@@ -164,3 +164,26 @@ def test_train_promote_score_experiment_replay_evaluate(app, new_client, run_con
     admin.put("/api/admin/ml/settings", json={"ml_weight": 0.0})
     with db.transaction() as c:
         c.execute(ml_models.update().values(status="retired"))
+
+
+def test_cli_train_shows_progress_and_registers(app):
+    db = app.extensions["tradeloop"].db
+    with db.transaction() as c:
+        if not c.execute(sa.select(sa.func.count()).select_from(p1.ml_labels)).scalar():
+            insert_rows(c, world_rows(seed=1, days=8, per_day=150, user_id=10**6))
+        before = c.execute(sa.select(sa.func.count()).select_from(ml_models)).scalar()
+    runner = app.test_cli_runner()
+    r = runner.invoke(args=["ml", "train", "--iterations", "20", "--depth", "3", "--train-days", "4",
+                            "--min-train-samples", "100", "--description", "cli"])
+    assert r.exit_code == 0, r.output
+    assert "training" in r.output and "registered model" in r.output
+    with db.transaction() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(ml_models)).scalar() == before + 1
+        new = c.execute(sa.select(ml_models).order_by(ml_models.c.id.desc()).limit(1)).first()
+    assert new.status == "validating" and new.description == "cli"
+    r = runner.invoke(args=["ml", "promote", str(new.id)])
+    assert r.exit_code == 0 and "champion" in r.output, r.output
+    r = runner.invoke(args=["ml", "models", "--status", "champion"])
+    assert f"{new.id:>5}" in r.output
+    with db.transaction() as c:
+        c.execute(ml_models.update().values(status="retired"))
