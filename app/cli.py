@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -41,6 +42,8 @@ def serve(host, port, demo, migrate, run_workers):
     NoDelayWSGIServer = _nodelay_server_class()
     app = current_app._get_current_object()
     ext = _ext()
+    if not os.environ.get("SECRET_KEY"):
+        app.secret_key = app.config["SECRET_KEY"] = _local_secret()
     if migrate is None:
         migrate = ext.db.dialect == "sqlite"
     if migrate:
@@ -74,6 +77,22 @@ def _nodelay_server_class():
                 pass
             return super().handle(sock, address)
     return NoDelayWSGIServer
+
+
+def _local_secret(path: str = ".tradeloop-secret") -> str:
+    """Without SECRET_KEY, keep one in a private file in the working directory so browser
+    sessions survive a restart of the embedded server."""
+    import secrets
+    if os.path.exists(path):
+        with open(path) as f:
+            value = f.read().strip()
+        if value:
+            return value
+    value = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
 
 
 def _demo(ext):

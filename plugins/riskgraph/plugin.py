@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from app.hookspecs import SSEStream, Topic, hookimpl
-from plugins.riskgraph import handlers, schemas, tables, views
+from plugins.riskgraph import demo, handlers, schemas, tables, views
 
 
 @hookimpl
@@ -41,3 +41,8 @@ def register_subscriptions():
 def register_sse_streams():
     return [SSEStream("/sse/risk-graph", "riskgraph.events",
                       "Your risk graph: StrategyAdded, StrategyUpdated, StrategyRemoved, RiskArtifactComputed.")]
+
+
+@hookimpl
+def load_demo_data(conn, user_id):
+    demo.load(conn, user_id)
