@@ -49,3 +49,30 @@ class Money(fields.Decimal):
         if result is not None and abs(result) >= decimal.Decimal("1e13"):
             raise ValidationError("Too large.")
         return result
+
+
+def MoneyIn(*, low=None, high=None, strict_low=False, metadata=None, **kw):  # noqa: N802
+    """Decimal input (a number or a numeric string) within [low, high] (``strict_low``: above
+    low). The bound check is a plain callable, so the OpenAPI document keeps numeric bounds
+    (a Range validator on a Decimal field would print them as strings)."""
+    meta = dict(metadata or {})
+
+    def check(value):
+        if value is None:
+            return
+        if low is not None and (value <= low if strict_low else value < low):
+            raise ValidationError(f"must be {'above' if strict_low else 'at least'} {low}")
+        if high is not None and value > high:
+            raise ValidationError(f"must be at most {high}")
+    if low is not None:
+        meta.setdefault("minimum", low)
+        if strict_low:
+            meta["exclusiveMinimum"] = True
+    if high is not None:
+        meta.setdefault("maximum", high)
+    return Money(validate=check, metadata=meta, **kw)
+
+
+def MoneyOut(*, metadata=None, **kw):  # noqa: N802
+    """Decimal output: a JSON string such as "12.5000" (documented as a decimal string)."""
+    return Money(metadata={"type": "string", "format": "decimal", **(metadata or {})}, **kw)

@@ -13,31 +13,8 @@ Scope = lambda: fields.String(load_default="user", validate=validate.OneOf(["use
                               metadata={"description": "user (yours) or deployment (all users; admin only)"})
 
 
-def MoneyIn(*, low=None, high=None, strict_low=False, metadata=None, **kw):  # noqa: N802
-    """Decimal input (a number or a numeric string) within [low, high]. A plain callable
-    check, so the OpenAPI document keeps numeric bounds (a Range validator on a Decimal field
-    would print them as strings)."""
-    meta = dict(metadata or {})
-
-    def check(value):
-        if value is None:
-            return
-        if low is not None and (value <= low if strict_low else value < low):
-            raise ValidationError(f"must be {'above' if strict_low else 'at least'} {low}")
-        if high is not None and value > high:
-            raise ValidationError(f"must be at most {high}")
-    if low is not None:
-        meta.setdefault("minimum", low)
-        if strict_low:
-            meta["exclusiveMinimum"] = True
-    if high is not None:
-        meta.setdefault("maximum", high)
-    return tf.Money(validate=check, metadata=meta, **kw)
-
-
-def MoneyOut(*, metadata=None, **kw):  # noqa: N802
-    """Decimal output: a JSON string such as "12.500000" (documented as a decimal string)."""
-    return tf.Money(metadata={"type": "string", "format": "decimal", **(metadata or {})}, **kw)
+MoneyIn = tf.MoneyIn    # the host's decimal-string field with numeric bounds
+MoneyOut = tf.MoneyOut
 
 
 def _timezone(value: str) -> None:
