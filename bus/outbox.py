@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql  # noqa: F401  (upserts in reserve)
+import sqlalchemy.dialects.sqlite  # noqa: F401
 from sqlalchemy.engine import Connection
 
 from bus.envelope import Event, dumps, parse_time
@@ -130,16 +132,28 @@ def ensure_streams(conn: Connection, names: Iterable[str]) -> None:
 def reserve(conn: Connection, stream: str, n: int = 1) -> int:
     """Bump the stream's counter by ``n`` inside this transaction; return the first position.
 
-    The UPDATE takes the row lock that orders commits (see the module docstring)."""
-    for _ in range(2):
-        bumped = conn.execute(
-            streams.update().where(streams.c.stream == stream).values(last_seq=streams.c.last_seq + n)
-        ).rowcount
-        if bumped:
-            last = conn.execute(sa.select(streams.c.last_seq).where(streams.c.stream == stream)).scalar_one()
-            return last - n + 1
-        ensure_streams(conn, [stream])
-    raise RuntimeError(f"could not reserve a position in stream {stream!r}")
+    One atomic upsert (the counter row is created on a stream's first event) whose row lock
+    orders commits (see the module docstring). An UPDATE-then-INSERT fallback would let
+    concurrent first writers of a new stream deadlock on MySQL."""
+    dialect = conn.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert
+        stmt = insert(streams).values(stream=stream, last_seq=n)
+        stmt = stmt.on_duplicate_key_update(last_seq=streams.c.last_seq + n)
+    elif dialect in ("sqlite", "postgresql"):
+        insert = (sa.dialects.sqlite.insert if dialect == "sqlite" else sa.dialects.postgresql.insert)
+        stmt = insert(streams).values(stream=stream, last_seq=n).on_conflict_do_update(
+            index_elements=[streams.c.stream], set_={"last_seq": streams.c.last_seq + n})
+    else:  # pragma: no cover - other backends: update, creating the row if missing
+        if not conn.execute(streams.update().where(streams.c.stream == stream)
+                            .values(last_seq=streams.c.last_seq + n)).rowcount:
+            ensure_streams(conn, [stream])
+            return reserve(conn, stream, n)
+        stmt = None
+    if stmt is not None:
+        conn.execute(stmt)
+    last = conn.execute(sa.select(streams.c.last_seq).where(streams.c.stream == stream)).scalar_one()
+    return last - n + 1
 
 
 # -- writing ---------------------------------------------------------------------------

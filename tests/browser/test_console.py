@@ -116,8 +116,10 @@ def test_demo_user_sees_positions_risk_graph_and_live_events(browser, server, sh
     try:
         expect(page.locator("#positions-body tr.position")).to_have_count(2)   # the demo's two open positions
         expect(page.locator("#risk-chart canvas")).to_be_visible()
-        expect(page.locator("#risk-chart")).to_have_attribute("data-series", "1")
-        expect(page.locator("#greeks-body tr.greeks")).to_have_count(1)
+        from plugins.riskgraph.demo import STRATEGIES
+        series = 1 + sum(1 for s in STRATEGIES if s.get("visible", True))  # the position + visible demo strategies
+        expect(page.locator("#risk-chart")).to_have_attribute("data-series", str(series))
+        expect(page.locator("#greeks-body tr.greeks")).to_have_count(series)
         assert page.locator("#feed li.ev").count() >= 20                         # the demo book's history
         expect(page.locator("#orders-body tr.order")).to_have_count(1)
         if "breakers" in server.plugins:

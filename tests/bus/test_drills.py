@@ -130,8 +130,9 @@ def _consume_until(runner, cond, timeout):
 def test_relay_killed_9_mid_stream_loses_nothing_and_duplicates_nothing(drill_app, broker):
     from bus.kafka import KafkaBus
     db = drill_app.extensions["tradeloop"].db
-    user, n = 7, 3000
-    writer = threading.Thread(target=_emit_notes, args=(db, user, n, 20))
+    user, first, after_kill = 7, 3000, 200
+    n = first + after_kill
+    writer = threading.Thread(target=_emit_notes, args=(db, user, first, 20))
     writer.start()  # events keep arriving while the relay runs and dies
     relay = _spawn(drill_app, broker.bootstrap, "relay")
     try:
@@ -139,6 +140,7 @@ def test_relay_killed_9_mid_stream_loses_nothing_and_duplicates_nothing(drill_ap
         _kill9(relay)
         killed_at = _relay_position(db)
         writer.join(60)
+        _emit_notes(db, user, after_kill, 20)  # more arrive while no relay runs
         assert killed_at < _head(db) == n  # it died with events still pending
         relay = _spawn(drill_app, broker.bootstrap, "relay")
         _wait(lambda: _relay_position(db) == n, 30, "the restarted relay to catch up")

@@ -150,10 +150,15 @@ def test_many_concurrent_writers_produce_gapless_positions_and_a_live_poller_mis
 
     dbs = [Database(str(db.url.render_as_string(hide_password=False))) for _ in range(writers)]
 
+    failures: list[BaseException] = []
+
     def write(i):
-        for j in range(per_writer):
-            with dbs[i].transaction() as c:
-                _emit(c, stream, f"w{i}-{j}")
+        try:
+            for j in range(per_writer):
+                with dbs[i].transaction() as c:
+                    _emit(c, stream, f"w{i}-{j}")
+        except BaseException as exc:  # surfaced below: a dead writer must fail the test by name
+            failures.append(exc)
 
     p = threading.Thread(target=poller)
     p.start()
@@ -167,4 +172,6 @@ def test_many_concurrent_writers_produce_gapless_positions_and_a_live_poller_mis
     for d in dbs:
         d.dispose()
     reader.dispose()
+    assert not failures, f"a writer failed: {failures[0]!r}"
+    assert not any(t.is_alive() for t in ts), "a writer did not finish"
     assert polled == list(range(1, writers * per_writer + 1))
