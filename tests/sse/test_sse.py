@@ -98,11 +98,11 @@ def test_unauthenticated_and_bad_positions_are_refused(sse_stack, server):
     assert c.status == 400
 
 
+@pytest.mark.parametrize("sse_stack", ["production"], indirect=True)  # wake-ups cross processes via Redis
 def test_live_events_fan_out_across_server_processes(sse_stack):
     """Two servers on one database: an event written through server 1 reaches a stream held
     by server 2 through the Redis wake-up, far sooner than server 2's 30 s poll fallback."""
-    if sse_stack.redis_url is None:
-        pytest.skip("cross-process wake-ups go through Redis (production stack)")
+    assert sse_stack.redis_url is not None
     s1 = sse_stack.serve(SSE_POLL_SECONDS=30)
     s2 = sse_stack.serve(SSE_POLL_SECONDS=30)
     a, token = sse_stack.user()
