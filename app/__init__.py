@@ -100,7 +100,8 @@ class Tradeloop:
     def __init__(self, app: Flask, cfg: dict):
         self.app = app
         self.config = cfg
-        self.db = Database(cfg["DATABASE_URL"])
+        self.db = Database(cfg["DATABASE_URL"], pool_size=int(cfg["DATABASE_POOL_SIZE"]),
+                           max_overflow=int(cfg["DATABASE_MAX_OVERFLOW"]))
         self.cache = cache_from_url(cfg.get("REDIS_URL"))
         # Cache keys and pub/sub channels are namespaced by deployment (its database).
         self.namespace = cfg.get("CACHE_NAMESPACE") or hashlib.sha256(

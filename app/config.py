@@ -12,6 +12,9 @@ import secrets
 DEFAULTS = {
     "DATABASE_URL": "sqlite:///tradeloop.db",
     "REDIS_URL": None,
+    # Per process (a gevent worker serves many requests at once); mind MySQL's max_connections.
+    "DATABASE_POOL_SIZE": 30,
+    "DATABASE_MAX_OVERFLOW": 20,
     "KAFKA_BOOTSTRAP_SERVERS": None,
     # None = every installed plugin; else a list of names (or dotted module paths).
     "TRADELOOP_PLUGINS": None,

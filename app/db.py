@@ -29,7 +29,7 @@ SQLITE_LOCK_WAIT_SECONDS = 60.0
 class Database:
     """An engine plus the transaction helpers every layer uses."""
 
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 30, max_overflow: int = 20):
         self.url = sa.engine.make_url(url)
         kwargs: dict = {"echo": echo, "future": True}
         if self.url.get_backend_name() == "sqlite":
@@ -39,7 +39,9 @@ class Database:
             kwargs.update(poolclass=QueuePool, pool_size=8, max_overflow=0, pool_timeout=60,
                           connect_args={"check_same_thread": False, "timeout": 0})
         else:
-            kwargs.update(pool_size=10, max_overflow=40, pool_pre_ping=True, pool_recycle=3600,
+            # Overflow connections are closed when returned, so a pool smaller than the usual
+            # concurrency reconnects (a full MySQL handshake) on every burst: size it for it.
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, pool_recycle=3600,
                           isolation_level="READ COMMITTED")
             if self.url.get_backend_name() in ("mysql", "mariadb"):
                 kwargs["connect_args"] = {"charset": "utf8mb4"}
