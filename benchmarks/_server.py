@@ -19,6 +19,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"server did not listen on {port}")
+
+
 def stack_env(stack: str, plugins: str) -> tuple[dict, callable]:
     """Environment for a server on the embedded (SQLite) or production (MariaDB + Redis)
     stack, and a clean-up function."""

@@ -17,7 +17,6 @@ per variant, N_HTTP executes per server.
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import tempfile

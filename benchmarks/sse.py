@@ -17,7 +17,6 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
@@ -30,6 +29,8 @@ import uuid  # noqa: E402
 
 import gevent  # noqa: E402
 
+from benchmarks._server import free_port  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 NOTES = "tests.plugins.notes.plugin"
@@ -38,12 +39,6 @@ NOTES = "tests.plugins.notes.plugin"
 def pct(values, p):
     v = sorted(values)
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else float("nan")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stream:

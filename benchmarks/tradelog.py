@@ -25,7 +25,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,27 +32,12 @@ import threading
 import time
 import uuid
 
+from benchmarks._server import free_port, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = "tradelog,tests.plugins.notes.plugin"
 TRADELOOP = os.path.join(os.path.dirname(sys.executable), "tradeloop")  # the console script
 EXPIRY = (dt.date.today() + dt.timedelta(days=30)).isoformat()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"server did not listen on {port}")
 
 
 class Stack:

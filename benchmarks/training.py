@@ -17,7 +17,7 @@ import time
 
 from app.db import Database
 from bus import outbox
-from plugins.mlloop import modelops, registry, training
+from plugins.mlloop import modelops, registry
 from plugins.mlloop import tables as p1
 from tests.mlloop.test_models_world import (
     SMALL_OPTIONS, insert_rows, log_decisions, split_days, world_rows,

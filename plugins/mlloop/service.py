@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import sqlalchemy as sa
 

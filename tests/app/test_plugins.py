@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 import sys
 
 import pytest

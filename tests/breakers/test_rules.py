@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 
 from bus.consumer import Group, Runner
 from bus.base import Delivery

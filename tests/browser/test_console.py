@@ -10,7 +10,6 @@ user's rows in the server's outbox.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from app import errors
 from bus import outbox
-from plugins.mlloop import abtest, modelops
+from plugins.mlloop import modelops
 from plugins.mlloop import tables as p1
 from plugins.mlloop.registry import ml_experiments, ml_models
 from tests.mlloop.test_models_world import (

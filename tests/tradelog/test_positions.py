@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 
-from tests.tradelog.conftest import TL, day, events_of, key, opt
+from tests.tradelog.conftest import day, events_of, key, opt
 
 
 def vertical(exp, qty=1):
