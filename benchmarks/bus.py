@@ -132,17 +132,27 @@ def raw_baseline(bootstrap, n, partitions, sample_json):
     return total, produced
 
 
-def _relay_proc(db_url, bootstrap, stream, partitions, ready, stop):
+def relay_proc(db_url, bootstrap, streams, prefix, partitions, ready, stop):
+    """A relay process (as in production) for ``streams``; used by benchmarks.decisions too."""
     from app.db import Database
     from bus.kafka import KafkaBus
     from bus.relay import Relay
-    db = Database(db_url)
-    bus = KafkaBus(bootstrap, client_id="bench-relay", partitions=partitions)
-    relay = Relay(db, bus, [stream], batch_size=5000, idle_wait=0.01)
+    bus = KafkaBus(bootstrap, client_id="bench-relay", topic_prefix=prefix, partitions=partitions)
+    relay = Relay(Database(db_url), bus, list(streams), batch_size=5000, idle_wait=0.01)
     relay.run_once()
     ready.set()
     relay.run_forever(stop=stop.is_set)
     bus.close()
+
+
+def serve_runner(runner, ready, stop, stats_q):
+    """Run a consumer group until ``stop``, then report its stats (benchmark processes)."""
+    wait_assigned(runner.consumer.kc)
+    ready.set()
+    while not stop.is_set():
+        runner.run_once(timeout=0.1, max_events=5000)
+    stats_q.put(vars(runner.stats))
+    runner.close()
 
 
 def _consumer_proc(db_url, bootstrap, stream, partitions, ready, stop, stats_q):
@@ -156,12 +166,7 @@ def _consumer_proc(db_url, bootstrap, stream, partitions, ready, stop, stats_q):
         conn.execute(handled.insert(), [dict(event_id=e.event_id, seq=e.event_seq) for e in events])
 
     runner = Runner(db, bus, Group.from_subscriptions("bench", {f"{stream.split('.')[0]}.Thing": on_thing}))
-    wait_assigned(runner.consumer.kc)
-    ready.set()
-    while not stop.is_set():
-        runner.run_once(timeout=0.1, max_events=5000)
-    stats_q.put(vars(runner.stats))
-    runner.close()
+    serve_runner(runner, ready, stop, stats_q)
 
 
 def pipeline(bootstrap, db, n, per_tx, partitions):
@@ -173,7 +178,7 @@ def pipeline(bootstrap, db, n, per_tx, partitions):
     from bus.kafka import KafkaBus
     KafkaBus(bootstrap, partitions=partitions).ensure_topics([stream])
     stop, r_ready, c_ready, stats_q = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_relay_proc, args=(url, bootstrap, stream, partitions, r_ready, stop)),
+    procs = [ctx.Process(target=relay_proc, args=(url, bootstrap, [stream], "", partitions, r_ready, stop)),
              ctx.Process(target=_consumer_proc, args=(url, bootstrap, stream, partitions, c_ready, stop, stats_q))]
     for p in procs:
         p.start()

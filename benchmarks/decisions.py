@@ -26,7 +26,7 @@ import sqlalchemy as sa
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.bus import start_broker, wait_assigned  # noqa: E402
+from benchmarks.bus import relay_proc, serve_runner, start_broker  # noqa: E402
 
 
 def make_app(kind, bootstrap, prefix):
@@ -53,19 +53,6 @@ def make_app(kind, bootstrap, prefix):
     return app, url, cleanup_db
 
 
-def _relay_proc(db_url, bootstrap, prefix, partitions, ready, stop):
-    from app.db import Database
-    from bus.kafka import KafkaBus
-    from bus.relay import Relay
-    from plugins.mlloop.service import DECISIONS, FEATURES
-    bus = KafkaBus(bootstrap, client_id="bench-relay", topic_prefix=prefix, partitions=partitions)
-    relay = Relay(Database(db_url), bus, [DECISIONS, FEATURES], batch_size=5000, idle_wait=0.01)
-    relay.run_once()
-    ready.set()
-    relay.run_forever(stop=stop.is_set)
-    bus.close()
-
-
 def _consumer_proc(db_url, bootstrap, prefix, partitions, ready, stop, stats_q):
     from app.db import Database
     from bus.consumer import Group, Runner
@@ -74,12 +61,7 @@ def _consumer_proc(db_url, bootstrap, prefix, partitions, ready, stop, stats_q):
     bus = KafkaBus(bootstrap, client_id="bench-consumer", topic_prefix=prefix, partitions=partitions)
     subs = {k: v for k, v in handlers.SUBSCRIPTIONS.items() if "pnl" not in k}
     runner = Runner(Database(db_url), bus, Group.from_subscriptions("mlloop", subs))
-    wait_assigned(runner.consumer.kc)
-    ready.set()
-    while not stop.is_set():
-        runner.run_once(timeout=0.1, max_events=5000)
-    stats_q.put(vars(runner.stats))
-    runner.close()
+    serve_runner(runner, ready, stop, stats_q)
 
 
 def pipeline(app, url, bootstrap, prefix, partitions, n):
@@ -106,7 +88,8 @@ def pipeline(app, url, bootstrap, prefix, partitions, n):
 
     ctx = mp.get_context("spawn")
     stop, r_ready, c_ready, stats_q = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_relay_proc, args=(url, bootstrap, prefix, partitions, r_ready, stop)),
+    procs = [ctx.Process(target=relay_proc, args=(url, bootstrap, [service.DECISIONS, service.FEATURES], prefix,
+                                                  partitions, r_ready, stop)),
              ctx.Process(target=_consumer_proc, args=(url, bootstrap, prefix, partitions, c_ready, stop, stats_q))]
     for p in procs:
         p.start()
