@@ -28,6 +28,26 @@ WAIT_SECONDS = 0.2      # ...this far apart (10 s), then dropped (its transactio
 RETRY_BACKOFF_SECONDS = 2.0
 
 
+# Runs in progress in this process: job id -> lease token (``release_all`` at shutdown).
+IN_FLIGHT: dict[str, str] = {}
+
+
+def release_all(system) -> list[str]:
+    """Give every run still in progress here back to the queue (a worker stopping before its
+    jobs finished). Conditional on each run's token: a run that finished meanwhile keeps its
+    result."""
+    released = []
+    for job_id, token in list(IN_FLIGHT.items()):
+        try:
+            with system.ext.db.transaction() as conn:
+                if store.release(conn, job_id, token):
+                    released.append(job_id)
+            system.queue.enqueue(job_id)
+        except Exception:
+            log.warning("could not release job %s; its lease will run out", job_id, exc_info=True)
+    return released
+
+
 def owner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
 
@@ -155,6 +175,15 @@ def execute(system, job_id: str, *, waits: int = 0, listeners=(), token_and_job=
                 f"no enabled plugin declares job kind {job['kind']!r} on this worker")})
         return "failed"
     beat = Heartbeat(ext.db, progress, lease).start()
+    IN_FLIGHT[job_id] = token
+    try:
+        return _run(system, kind, job, job_id, token, progress, beat, listeners)
+    finally:
+        IN_FLIGHT.pop(job_id, None)
+
+
+def _run(system, kind, job, job_id, token, progress, beat, listeners):
+    ext = system.ext
     try:
         with ext.app.app_context():
             result = call(kind.run, db=ext.db, params=dict(job["params"] or {}), progress=progress,

@@ -245,6 +245,17 @@ def retry(conn: Connection, job_id: str, token: str, error: dict) -> bool:
     return bool(done)
 
 
+def release(conn: Connection, job_id: str, token: str) -> bool:
+    """Hand a run back unfinished (its worker is shutting down): queued again, this attempt
+    not counted, so a stop never costs a job its only attempt."""
+    done = conn.execute(jobs.update().where(_own(job_id, token)).values(
+        state="queued", message="released by a stopping worker", attempts=jobs.c.attempts - 1,
+        lease_token=None, lease_expires_at=None, enqueued_at=utcnow(), version=jobs.c.version + 1)).rowcount
+    if done:
+        _emit(conn, job_id, "JobRetrying")
+    return bool(done)
+
+
 # -- recovery (every worker's maintenance tick) -------------------------------------------
 def reap(conn: Connection, now: dt.datetime | None = None) -> list[tuple[str, str]]:
     """Runs whose lease expired (their worker died or hung): another run when attempts are

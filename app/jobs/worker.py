@@ -63,7 +63,15 @@ def run(ext, *, threads: int | None = None, run_schedule: bool = True, tick_seco
     consumer = system.queue.consumer(threads=threads, on_tick=on_tick, tick_seconds=tick)
     log.info("job worker: %s thread(s), queue %s (%s), schedule %s", threads, system.queue.backend,
              system.queue.location, "on" if run_schedule else "off")
-    consumer.run()
+    try:
+        consumer.run()
+    finally:
+        # Stopped with jobs still running (SIGTERM, or a graceful stop that timed out):
+        # hand them back now rather than let their leases run out.
+        from app.jobs.runner import release_all
+        released = release_all(system)
+        if released:
+            log.warning("released %d unfinished job(s) to the queue: %s", len(released), ", ".join(released))
 
 
 def start_process(extra_args: list[str] | None = None, env: dict | None = None) -> subprocess.Popen:

@@ -112,6 +112,13 @@ class JobStack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+        deadline = time.monotonic() + 15  # and the job worker a server started
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
     def close(self):
         for p in self.procs:

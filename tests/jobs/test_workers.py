@@ -26,7 +26,7 @@ def test_kill_9_mid_job_reruns_it_once_with_one_result(job_stack, tmp_path):
     token = s.token()
     log = tmp_path / "runs.log"
     w1 = s.worker()
-    job = s.submit(token, "notes.slow_retried", {"seconds": 3, "steps": 30, "log": str(log)})
+    job = s.submit(token, "notes.slow_retried", {"seconds": 2, "steps": 20, "log": str(log)})
     s.wait(job["id"], running_with_progress, what="running")
     os.kill(w1.pid, signal.SIGKILL)
     w1.wait(10)
@@ -44,7 +44,7 @@ def test_kill_9_mid_job_with_no_attempt_left_fails_with_the_reason(job_stack):
     s = job_stack
     token = s.token()
     w1 = s.worker()
-    job = s.submit(token, "notes.slow", {"seconds": 3, "steps": 30})
+    job = s.submit(token, "notes.slow", {"seconds": 2, "steps": 20})
     s.wait(job["id"], running_with_progress, what="running")
     os.kill(w1.pid, signal.SIGKILL)
     w1.wait(10)
@@ -53,6 +53,24 @@ def test_kill_9_mid_job_with_no_attempt_left_fails_with_the_reason(job_stack):
     assert done["state"] == "failed" and done["error"]["code"] == "worker_lost"
     assert f":{w1.pid}:" in done["error"]["message"] and "attempt 1 of 1" in done["error"]["message"]
     assert done["result"] is None and done["finished_at"]
+    s.stop(w2)
+
+
+def test_a_worker_stopped_with_sigterm_hands_its_running_job_back(job_stack):
+    """SIGTERM stops a worker at once (SIGINT would let the job finish): the unfinished run
+    is released — queued again, the attempt not counted — and the next worker runs it."""
+    s = job_stack
+    token = s.token()
+    w1 = s.worker()
+    job = s.submit(token, "notes.slow", {"seconds": 2, "steps": 20})
+    s.wait(job["id"], running_with_progress, what="running")
+    os.kill(w1.pid, signal.SIGTERM)
+    assert w1.wait(15) is not None
+    back = s.job(job["id"])
+    assert back["state"] == "queued" and back["attempts"] == 0 and back["message"] == "released by a stopping worker"
+    w2 = s.worker()
+    done = s.wait(job["id"], lambda j: j["state"] == "succeeded", timeout=30, what="succeeded")
+    assert done["attempts"] == 1 and done["result"]["pid"] == w2.pid
     s.stop(w2)
 
 
@@ -195,7 +213,7 @@ def test_health_stays_fast_while_a_cpu_job_runs(job_stack):
 
 
 def test_offloop_pool_keeps_the_loop_serving_while_requests_wait_for_cpu_work(job_stack):
-    """Two requests each wait for 1.5 s of CPU in the off-loop pool while another client polls
+    """Two requests each wait for 2 s of CPU in the off-loop pool while another client polls
     /health: p99 under 50 ms; the burns answer; one over its time limit gets 503."""
     s = job_stack
     token = s.token()
@@ -212,11 +230,11 @@ def test_offloop_pool_keeps_the_loop_serving_while_requests_wait_for_cpu_work(jo
     burn(0.01, 30, warm)  # starts the pool (forkserver) outside the measurement
     quiet = health_windows(addr, 0.8)
     results: list = []
-    threads = [threading.Thread(target=burn, args=(1.5, 30, results)) for _ in range(2)]
+    threads = [threading.Thread(target=burn, args=(2.0, 30, results)) for _ in range(2)]
     for t in threads:
         t.start()
-    windows = health_windows(addr, 1.2)
-    still_waiting = len(results) < 2  # the burns (3 s of CPU on one pool process) outlast the windows
+    windows = health_windows(addr, 1.1, windows=3)
+    still_waiting = len(results) < 2  # the burns (4 s of CPU on one pool process) outlast the windows
     for t in threads:
         t.join(30)
     assert still_waiting
