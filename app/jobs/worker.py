@@ -79,4 +79,13 @@ def start_process(extra_args: list[str] | None = None, env: dict | None = None) 
     the embedded default). It inherits the environment, so it serves the same deployment, and
     dies with its parent."""
     cmd = [sys.executable, "-m", "app.jobs", "worker", "--parent-pid", str(os.getpid()), *(extra_args or [])]
-    return subprocess.Popen(cmd, env=env if env is not None else os.environ.copy())
+    env = dict(env if env is not None else os.environ)
+    nice = int(env.get("JOBS_WORKER_NICE") or 10)
+    env["JOBS_WORKER_NICE"] = "0"  # lowered below, before its imports, not again in run()
+
+    def lower_priority():
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    return subprocess.Popen(cmd, env=env, preexec_fn=lower_priority if nice else None)
