@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app import fields as tf
+from bus.topic import Topic
 from plugins.breakers.engine import KILL_KINDS, NAMES, RESET_POLICIES, SEVERITIES, STATES
 
 Reason = lambda **kw: fields.String(validate=validate.Length(min=1, max=400), **kw)  # noqa: E731
@@ -217,3 +218,5 @@ class KillSwitchReleased(KillSwitchOut):
 EVENTS = {"TradingStateChanged": TradingStateChanged, "BreakerTripped": BreakerTripped,
           "BreakerCleared": BreakerCleared, "KillSwitchEngaged": KillSwitchEngaged,
           "KillSwitchReleased": KillSwitchReleased}
+
+TOPIC = Topic("breakers.events", "Breaker trips and clears, trading-state transitions and kill switches.", EVENTS)

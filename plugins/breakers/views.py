@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from app import conn, user
+from app.web import Blueprint, conn, user
 from plugins.breakers import schemas as s
 from plugins.breakers import service
 from plugins.breakers.engine import NAMES

@@ -9,10 +9,9 @@ System-wide: models and evaluation cover every user's data. Thin views: argument
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate, validates_schema, ValidationError
 
-from app import conn
+from app.web import Blueprint, conn
 from app import fields as tf
 from app.auth import require_admin
 from plugins.mlloop import features, modelops

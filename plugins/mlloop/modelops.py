@@ -25,11 +25,10 @@ import sqlalchemy as sa
 
 from app import errors
 from app.db import utcnow
-from bus import outbox
 from plugins.mlloop import abtest, drift, features, inference, training
 from plugins.mlloop.inference import FastScorer
 from plugins.mlloop.registry import (
-    SETTINGS_DEFAULTS, TOPIC_NAME, ml_drift_reports, ml_experiments, ml_model_audit, ml_models,
+    SETTINGS_DEFAULTS, TOPIC, ml_drift_reports, ml_experiments, ml_model_audit, ml_models,
     ml_settings,
 )
 
@@ -308,12 +307,6 @@ def _set_status(conn, model_id: int, status: str, **values) -> None:
                  .values(status=status, **values))
 
 
-def _emit(conn, type_: str, aggregate_id, payload: dict, actor=None) -> None:
-    outbox.emit(conn, TOPIC_NAME, type_, aggregate_type="ml_model" if "Experiment" not in type_
-                else "ml_experiment", aggregate_id=str(aggregate_id), aggregate_version=None,
-                payload=payload, user_id=actor)
-
-
 def register_model(conn, model: training.TrainedModel, *, regime: str | None, dataset_hash: str,
                    reference: dict | None, actor_user_id: int | None = None,
                    description: str | None = None, name: str = MODEL_NAME,
@@ -345,12 +338,13 @@ def register_model(conn, model: training.TrainedModel, *, regime: str | None, da
     model_id = conn.execute(ml_models.insert().values(**values)).inserted_primary_key[0]
     _audit(conn, model_id, "registered", None, "validating", regime=regime, actor=actor_user_id,
            reason=description)
-    _emit(conn, "ModelTrained", model_id, {
+    TOPIC.emit(conn, "ModelTrained", aggregate_type="ml_model", aggregate_id=str(model_id),
+               user_id=actor_user_id, payload={
         "model_id": model_id, "model_name": name, "model_version": version,
         "content_id": model.model_id, "regime": regime,
         "feature_set_version": feature_set_version, "dataset_hash": dataset_hash,
         "parent_model_id": values["parent_model_id"],
-        "metrics": {k: v for k, v in agg.items() if isinstance(v, (int, float))}}, actor_user_id)
+        "metrics": {k: v for k, v in agg.items() if isinstance(v, (int, float))}})
     return get_model(conn, model_id)
 
 
@@ -406,9 +400,10 @@ def promote(conn, model_id: int, *, actor_user_id: int | None = None, reason: st
     _set_status(conn, model_id, "champion", deployed_at=now, retired_at=None)
     _audit(conn, model_id, "promoted", m["status"], "champion", regime=m["regime"],
            replaced=old["id"] if old else None, actor=actor_user_id, reason=reason)
-    _emit(conn, "ModelPromoted", model_id, {
+    TOPIC.emit(conn, "ModelPromoted", aggregate_type="ml_model", aggregate_id=str(model_id),
+               user_id=actor_user_id, payload={
         "model_id": model_id, "regime": m["regime"], "to_status": "champion",
-        "replaced_model_id": old["id"] if old else None, "reason": reason}, actor_user_id)
+        "replaced_model_id": old["id"] if old else None, "reason": reason})
     return get_model(conn, model_id)
 
 
@@ -442,9 +437,9 @@ def rollback(conn, *, regime: str | None = None, actor_user_id: int | None = Non
     _set_status(conn, prev, "champion", deployed_at=now, retired_at=None)
     _audit(conn, prev, "restored", prev_row["status"], "champion", regime=regime,
            replaced=before, actor=actor_user_id, reason=reason)
-    _emit(conn, "ModelRolledBack", prev, {"model_id": prev, "regime": regime,
-                                          "replaced_model_id": current["id"], "reason": reason},
-          actor_user_id)
+    TOPIC.emit(conn, "ModelRolledBack", aggregate_type="ml_model", aggregate_id=str(prev),
+               user_id=actor_user_id, payload={"model_id": prev, "regime": regime,
+                                               "replaced_model_id": current["id"], "reason": reason})
     return get_model(conn, prev)
 
 
@@ -827,10 +822,11 @@ def check_experiments(conn, *, now=None, actor_user_id=None) -> list[dict]:
             values.update(_result_columns(result))
         if decision.stop:
             values.update(status="stopped", stop_reason=decision.reason, ended_at=now)
-            _emit(conn, "ExperimentConcluded", exp["id"], {
+            TOPIC.emit(conn, "ExperimentConcluded", aggregate_type="ml_experiment", aggregate_id=str(exp["id"]),
+                       user_id=actor_user_id, payload={
                 "experiment_id": exp["id"], "winner": values.get("winner"),
                 "stop_reason": decision.reason, "p_value": (result or {}).get("p_value"),
-                "promoted_model_id": None}, actor_user_id)
+                "promoted_model_id": None})
         conn.execute(ml_experiments.update().where(ml_experiments.c.id == exp["id"]).values(**values))
         out.append({"experiment_id": exp["id"], "stop": decision.stop, "reason": decision.reason,
                     "winner": values.get("winner"), "p_value": (result or {}).get("p_value")})
@@ -879,10 +875,11 @@ def conclude_experiment(conn, experiment_id: int, *, promote_winner: bool = True
                               "concluded_by": actor_user_id},
                   **_result_columns(result))
     conn.execute(ml_experiments.update().where(ml_experiments.c.id == experiment_id).values(**values))
-    _emit(conn, "ExperimentConcluded", experiment_id, {
+    TOPIC.emit(conn, "ExperimentConcluded", aggregate_type="ml_experiment", aggregate_id=str(experiment_id),
+               user_id=actor_user_id, payload={
         "experiment_id": experiment_id, "winner": values["winner"],
         "stop_reason": exp["stop_reason"] or "concluded", "p_value": result.get("p_value"),
-        "promoted_model_id": promoted}, actor_user_id)
+        "promoted_model_id": promoted})
     return get_experiment(conn, experiment_id, evaluate=False)
 
 
@@ -969,10 +966,11 @@ def check_drift(conn, *, model_id: int | None = None, regime: str | None = None,
                   share_drifted=float(report["share_drifted"]), score_psi=score_psi,
                   report=report, actor_user_id=actor_user_id)
     rid = conn.execute(ml_drift_reports.insert().values(**values)).inserted_primary_key[0]
-    _emit(conn, "DriftChecked", model_id, {
+    TOPIC.emit(conn, "DriftChecked", aggregate_type="ml_model", aggregate_id=str(model_id),
+               user_id=actor_user_id, payload={
         "report_id": rid, "model_id": model_id, "drift_detected": values["drift_detected"],
         "share_drifted": values["share_drifted"], "score_psi": score_psi,
-        "drifted_features": report["drifted_features"]}, actor_user_id)
+        "drifted_features": report["drifted_features"]})
     return {"id": rid, **values}
 
 

@@ -26,10 +26,10 @@ import sqlalchemy as sa
 
 from app import errors
 from app.db import new_id, utcnow
-from bus import outbox
 from plugins.mlloop import features as fx
 from plugins.mlloop import labels, ledger, scoring
-from plugins.mlloop.service import PNL, _chunks
+from plugins.mlloop.schemas import PNL_TOPIC
+from plugins.mlloop.service import _chunks
 from plugins.mlloop.tables import (
     daily_performance, ml_decisions, ml_labels, pnl_events, tracked_idea_snapshots, tracked_ideas,
     user_trade_actions,
@@ -171,7 +171,7 @@ def record_pnl_events(conn, user_id: int, events: list[dict]) -> dict:
     for part in _chunks(updates, 5000):
         conn.execute(stmt, part)
     for part in _chunks(specs, 5000):
-        outbox.emit_many(conn, PNL, part)
+        PNL_TOPIC.emit_many(conn, part)
     return {"recorded": len(pnl_rows), "snapshots": len(snap_rows), "settled": settled, "events": out}
 
 

@@ -3,11 +3,9 @@
 commands are joined in here."""
 from __future__ import annotations
 
-import os
-
-from app.hookspecs import Topic, hookimpl
+from app.hookspecs import hookimpl
+from app.plugins import migrations_branch
 from plugins.mlloop import admin_views, cli, handlers, immutable, registry, schemas, tables, views
-from plugins.mlloop.service import DECISIONS, FEATURES, PNL
 
 
 @hookimpl
@@ -22,22 +20,12 @@ def register_tables():
 
 @hookimpl
 def register_migrations():
-    return ("mlloop", os.path.join(os.path.dirname(__file__), "migrations"))
+    return migrations_branch(__name__)
 
 
 @hookimpl
 def register_topics():
-    topics = [
-        Topic(DECISIONS, "Immutable scoring decisions (scores, versions, model, arm, features), one per idea.",
-              {"DecisionRecorded": schemas.DecisionRecorded}),
-        Topic(FEATURES, "The feature snapshot of every decision, with its versions.",
-              {"FeatureSnapshotTaken": schemas.FeatureSnapshotTaken}),
-        Topic(PNL, "The P&L ledger: marks, fills, adjustments and settlements of tracked ideas.",
-              {"PnlRecorded": schemas.PnlRecorded}),
-    ]
-    if getattr(registry, "TOPIC", None) is not None:
-        topics.append(registry.TOPIC)
-    return topics
+    return [schemas.DECISIONS_TOPIC, schemas.FEATURES_TOPIC, schemas.PNL_TOPIC, registry.TOPIC]
 
 
 @hookimpl

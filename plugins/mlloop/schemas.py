@@ -4,6 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app import fields as tf
+from bus.topic import Topic
 from plugins.mlloop import ledger, scoring
 
 ID64 = validate.Length(min=1, max=64)
@@ -445,3 +446,11 @@ class PnlRecorded(Schema):
     slippage = tf.Money(places=2)
     underlying_price = tf.Money(places=2)
     event_time = tf.UtcDateTime()
+
+
+DECISIONS_TOPIC = Topic("mlloop.decisions", "Immutable scoring decisions (scores, versions, model, arm, features), "
+                        "one per idea.", {"DecisionRecorded": DecisionRecorded})
+FEATURES_TOPIC = Topic("mlloop.features", "The feature snapshot of every decision, with its versions.",
+                       {"FeatureSnapshotTaken": FeatureSnapshotTaken})
+PNL_TOPIC = Topic("mlloop.pnl", "The P&L ledger: marks, fills, adjustments and settlements of tracked ideas.",
+                  {"PnlRecorded": PnlRecorded})

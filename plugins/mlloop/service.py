@@ -31,16 +31,16 @@ from app import errors
 from app.db import is_duplicate_key, utcnow
 from bus import outbox
 from plugins.mlloop import features as fx
-from plugins.mlloop import labels, modelops, scoring
+from plugins.mlloop import labels, modelops, schemas, scoring
 from plugins.mlloop.inference import blend
 from plugins.mlloop.tables import (
     ml_decisions, ml_feature_snapshots, ml_market_contexts, ml_market_snapshots, selector_params,
     tracked_ideas,
 )
 
-DECISIONS = "mlloop.decisions"
-FEATURES = "mlloop.features"
-PNL = "mlloop.pnl"
+DECISIONS = schemas.DECISIONS_TOPIC.name
+FEATURES = schemas.FEATURES_TOPIC.name
+PNL = schemas.PNL_TOPIC.name
 
 NAMESPACE = uuid.UUID("0b8f2d3e-6c1a-5e47-9a2b-4d7c1f0e8a91")
 CENT = Decimal("0.01")
@@ -540,9 +540,9 @@ def _decide(conn, user_id, ideas, keys, ids, tracked, market, context_id, decisi
                                   code="concurrent_scoring")
         raise
     for part in _chunks(dec_specs, 5000):
-        outbox.emit_many(conn, DECISIONS, part)
+        schemas.DECISIONS_TOPIC.emit_many(conn, part)
     for part in _chunks(feat_specs, 5000):
-        outbox.emit_many(conn, FEATURES, part)
+        schemas.FEATURES_TOPIC.emit_many(conn, part)
     return results
 
 

@@ -4,9 +4,8 @@ arguments in, one service call, response out; everything is scoped to the signed
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from app import conn, ext, user
+from app.web import Blueprint, conn, ext, user
 from plugins.mlloop import outcomes, service
 from plugins.mlloop import schemas as s
 
@@ -45,6 +44,7 @@ class SelectorParams(MethodView):
 
     @blp.arguments(s.ParamsIn)
     @blp.response(201, s.Params)
+    @blp.versioned
     def post(self, data):
         """A new selector_params version (weights summing to 1), active for decisions from now on."""
         return service.create_params(conn(), user().id, data)
@@ -87,6 +87,7 @@ class Ideas(MethodView):
 @blp.route(f"/ideas/{IDEA}")
 class OneIdea(MethodView):
     @blp.response(200, s.TrackedIdea)
+    @blp.versioned
     def get(self, idea_id):
         """A tracked idea: geometry, entry context, running P&L path and settlement."""
         return outcomes.get_idea(conn(), user().id, idea_id)
@@ -120,6 +121,7 @@ class IdeaLabels(MethodView):
 class SettleIdea(MethodView):
     @blp.arguments(s.SettleIn)
     @blp.response(200, s.TrackedIdea)
+    @blp.versioned
     def post(self, data, idea_id):
         """Settle the idea at expiry: one settlement event so its ledger sums to the settlement
         P&L (value at the settlement price, entered at its debit, net of recorded costs)."""

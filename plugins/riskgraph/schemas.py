@@ -6,6 +6,7 @@ import datetime as dt
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app import fields as tf
+from bus.topic import Topic
 
 STRATEGY_KINDS = ("single", "vertical", "butterfly")
 SIDES = ("call", "put")
@@ -492,6 +493,14 @@ class RiskArtifactComputed(Schema):
     source_version = fields.Integer(allow_none=True)
     computed_at = tf.UtcDateTime(required=True)
     summary = fields.Dict(required=True)
+
+
+TOPIC = Topic("riskgraph.events", "Risk graph: strategy changes and computed risk artifacts.", {
+    "StrategyAdded": StrategyEvent,
+    "StrategyUpdated": StrategyEvent,
+    "StrategyRemoved": StrategyEvent,
+    "RiskArtifactComputed": RiskArtifactComputed,
+})
 
 
 def today() -> dt.date:

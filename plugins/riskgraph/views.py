@@ -7,10 +7,8 @@ import os
 
 from flask import after_this_request, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from app import conn, requires_if_match, user
-from app.concurrency import if_match_version
+from app.web import Blueprint, conn, user
 from plugins.riskgraph import integration, schemas as s, service
 
 blp = Blueprint("riskgraph", __name__, url_prefix="/api/risk-graph",
@@ -29,6 +27,7 @@ class Strategies(MethodView):
 
     @blp.arguments(s.StrategyIn)
     @blp.response(201, s.Strategy)
+    @blp.versioned
     def post(self, data):
         """Add a strategy (version 1, change_type ``created``; emits StrategyAdded). Send an
         Idempotency-Key to make retries safe."""
@@ -68,26 +67,27 @@ class ReorderStrategies(MethodView):
 @blp.route(f"/strategies/<{ID}:strategy_id>")
 class OneStrategy(MethodView):
     @blp.response(200, s.Strategy)
+    @blp.versioned
     def get(self, strategy_id):
         """Get one of your strategies (deleted ones too, with is_active false)."""
         return service.get_strategy(conn(), user().id, strategy_id)
 
-    @requires_if_match
     @blp.arguments(s.StrategyPatch)
     @blp.response(200, s.Strategy)
-    def patch(self, data, strategy_id):
+    @blp.versioned(if_match=True)
+    def patch(self, data, strategy_id, expected):
         """Change a strategy (If-Match). The version row's change_type is ``debit_updated``
         when the debit changes, ``visibility_toggled`` when only ``visible`` changes, else
         ``edited``; emits StrategyUpdated."""
-        return service.update_strategy(conn(), user().id, strategy_id, data, expected=if_match_version())
+        return service.update_strategy(conn(), user().id, strategy_id, data, expected=expected)
 
-    @requires_if_match
     @blp.arguments(s.DeleteArgs, location="query")
     @blp.response(200, s.Strategy)
-    def delete(self, args, strategy_id):
+    @blp.versioned(if_match=True)
+    def delete(self, args, strategy_id, expected):
         """Remove a strategy (If-Match): a soft delete with a ``deleted`` version row;
         emits StrategyRemoved."""
-        return service.delete_strategy(conn(), user().id, strategy_id, if_match_version(), args["change_reason"])
+        return service.delete_strategy(conn(), user().id, strategy_id, expected, args["change_reason"])
 
 
 @blp.route(f"/strategies/<{ID}:strategy_id>/versions")
@@ -126,6 +126,7 @@ class Templates(MethodView):
 class UseTemplate(MethodView):
     @blp.arguments(s.UseIn)
     @blp.response(201, s.Strategy)
+    @blp.versioned
     def post(self, data, template_id):
         """Instantiate the template as a strategy at ``spot`` on ``date``: strike =
         round(spot / increment) x increment + strike_offset (SPX 5, SPY 1, default 1);
@@ -162,6 +163,7 @@ class CopySharedTemplate(MethodView):
 class UseSharedTemplate(MethodView):
     @blp.arguments(s.UseIn)
     @blp.response(201, s.Strategy)
+    @blp.versioned
     def post(self, data, code):
         """Instantiate a shared template as your own strategy (counts its use_count)."""
         return service.use_shared_template(conn(), user().id, code, data)

@@ -12,6 +12,7 @@ from decimal import Decimal
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app import fields as tf
+from bus.topic import Topic
 
 STATUSES = ("planned", "open", "closed")
 INSTRUMENTS = ("option", "stock", "future")
@@ -442,3 +443,6 @@ class RiskArtifactLinked(Schema):
 
 EVENTS = {s.__name__: s for s in (PositionCreated, FillRecorded, PositionAdjusted, PositionClosed,
                                   OrderCreated, OrderCancelled, OrderFilled, RiskArtifactLinked)}
+
+TOPIC = Topic("tradelog.events", "TradeLog domain events: positions, fills, closes, orders, "
+              "risk-artifact references. Key: aggregate_id (position or order).", EVENTS)

@@ -21,12 +21,12 @@ from app.concurrency import versioned_update
 from app.db import new_id, to_ms, utcnow
 from bus import outbox
 from bus.envelope import dumps, parse_time
-from plugins.tradelog import derived
+from plugins.tradelog import derived, schemas
 from plugins.tradelog.tables import (
     fills, journal_entries, legs, orders, position_versions, positions, risk_artifacts,
 )
 
-TOPIC = "tradelog.events"
+TOPIC = schemas.TOPIC
 ZERO = Decimal(0)
 
 
@@ -163,7 +163,7 @@ def build_snapshot(rep: dict, fills_: list[dict], today: dt.date, as_of=None) ->
 
 def position_events(conn, user_id: int, position_id: str) -> list[dict]:
     _row(conn, user_id, position_id)
-    return [e.to_dict() for e in outbox.read(conn, TOPIC, 0, user_id=user_id, aggregate_id=position_id,
+    return [e.to_dict() for e in outbox.read(conn, TOPIC.name, 0, user_id=user_id, aggregate_id=position_id,
                                              limit=100_000)]
 
 
@@ -198,11 +198,6 @@ def _save_version(conn, rep: dict) -> None:
         recorded_at=rep["updated_at"], representation=_jsonable(rep)))
 
 
-def _emit(conn, user_id, type_, aggregate_type, aggregate_id, version, payload, occurred_at=None):
-    outbox.emit(conn, TOPIC, type_, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
-                aggregate_version=version, payload=payload, user_id=user_id, occurred_at=occurred_at)
-
-
 def _leg_rows(position_id: str, first_seq: int, specs: list[dict], now) -> list[dict]:
     return [dict(id=new_id(), position_id=position_id, seq=first_seq + i, instrument_type=s["instrument_type"],
                  expiry=s.get("expiry"), strike=s.get("strike"), option_right=s.get("right"),
@@ -228,7 +223,8 @@ def create_position(conn, user_id: int, data: dict, *, order_id: str | None = No
            "legs": [leg_out(dict(r, strike=_money(r["strike"]))) for r in rows], "realized_pnl": None,
            "fees": None, "source_order_id": order_id, "created_at": now, "updated_at": now}
     _save_version(conn, rep)
-    _emit(conn, user_id, "PositionCreated", "position", pid, 1, {"position": rep}, now)
+    TOPIC.emit(conn, "PositionCreated", aggregate_type="position", aggregate_id=pid, aggregate_version=1,
+               user_id=user_id, occurred_at=now, payload={"position": rep})
     return rep
 
 
@@ -261,7 +257,8 @@ def update_position(conn, user_id: int, position_id: str, data: dict, expected: 
     change = "legs_added" if data.get("add_legs") else "legs_changed" if data.get("update_legs") else "updated"
     rep = _current(conn, user_id, position_id)
     _save_version(conn, rep)
-    _emit(conn, user_id, "PositionAdjusted", "position", position_id, version, {"position": rep, "change": change}, now)
+    TOPIC.emit(conn, "PositionAdjusted", aggregate_type="position", aggregate_id=position_id,
+               aggregate_version=version, user_id=user_id, occurred_at=now, payload={"position": rep, "change": change})
     return rep
 
 
@@ -289,8 +286,9 @@ def record_fill(conn, user_id: int, position_id: str, data: dict, *, order_id: s
                 "recorded_at": now}
     rep = position_out(r, legs_) | values
     _save_version(conn, rep)
-    _emit(conn, user_id, "FillRecorded", "position", position_id, version,
-          {"position_id": position_id, "fill": fill_rep, "slippage": _money(slippage)}, occurred_at)
+    TOPIC.emit(conn, "FillRecorded", aggregate_type="position", aggregate_id=position_id, aggregate_version=version,
+               user_id=user_id, occurred_at=occurred_at,
+               payload={"position_id": position_id, "fill": fill_rep, "slippage": _money(slippage)})
     return {"fill": fill_rep, "position": rep}
 
 
@@ -321,9 +319,10 @@ def close_position(conn, user_id: int, position_id: str, data: dict, expected: i
         current=lambda: _current(conn, user_id, position_id))
     rep = _current(conn, user_id, position_id)
     _save_version(conn, rep)
-    _emit(conn, user_id, "PositionClosed", "position", position_id, version,
-          {"position_id": position_id, "realized_pnl": rep["realized_pnl"], "fees": rep["fees"],
-           "closed_at": closed_at}, closed_at)
+    TOPIC.emit(conn, "PositionClosed", aggregate_type="position", aggregate_id=position_id, aggregate_version=version,
+               user_id=user_id, occurred_at=closed_at,
+               payload={"position_id": position_id, "realized_pnl": rep["realized_pnl"], "fees": rep["fees"],
+                        "closed_at": closed_at})
     return rep
 
 
@@ -344,8 +343,10 @@ def link_risk_artifact(conn, user_id: int, position_id: str, data: dict) -> tupl
     now = utcnow()
     conn.execute(risk_artifacts.insert().values(position_id=position_id, artifact_id=data["artifact_id"],
                                                 user_id=user_id, computed_at=data["computed_at"], linked_at=now))
-    _emit(conn, user_id, "RiskArtifactLinked", "position", position_id, r.version,
-          {"position_id": position_id, "artifact_id": data["artifact_id"], "computed_at": data["computed_at"]})
+    TOPIC.emit(conn, "RiskArtifactLinked", aggregate_type="position", aggregate_id=position_id,
+               aggregate_version=r.version, user_id=user_id,
+               payload={"position_id": position_id, "artifact_id": data["artifact_id"],
+                        "computed_at": data["computed_at"]})
     return {"position_id": position_id, "artifact_id": data["artifact_id"],
             "computed_at": data["computed_at"], "linked_at": now}, True
 
@@ -422,7 +423,8 @@ def create_order(conn, user_id: int, data: dict) -> dict:
         limit_price=data.get("limit_price"), position_template=_jsonable(tpl), version=1,
         created_at=now, updated_at=now))
     rep = get_order(conn, user_id, oid)
-    _emit(conn, user_id, "OrderCreated", "order", oid, 1, {"order": rep}, now)
+    TOPIC.emit(conn, "OrderCreated", aggregate_type="order", aggregate_id=oid, aggregate_version=1,
+               user_id=user_id, occurred_at=now, payload={"order": rep})
     return rep
 
 
@@ -445,7 +447,8 @@ def cancel_order(conn, user_id: int, order_id: str, expected: int) -> dict:
     version = versioned_update(conn, orders, id_value=order_id, user_id=user_id, expected=expected,
                                values=dict(status="cancelled", cancelled_at=now, updated_at=now),
                                current=lambda: _get_order_or_none(conn, user_id, order_id))
-    _emit(conn, user_id, "OrderCancelled", "order", order_id, version, {"order_id": order_id}, now)
+    TOPIC.emit(conn, "OrderCancelled", aggregate_type="order", aggregate_id=order_id, aggregate_version=version,
+               user_id=user_id, occurred_at=now, payload={"order_id": order_id})
     return get_order(conn, user_id, order_id)
 
 
@@ -509,8 +512,9 @@ def execute_order(conn, user_id: int, order_id: str, data: dict, check_order_all
     if not done:  # pragma: no cover - the row lock above makes this a can't-happen
         raise errors.InvalidState(f"order {order_id} is no longer pending")
     order = get_order(conn, user_id, order_id)
-    _emit(conn, user_id, "OrderFilled", "order", order_id, order["version"],
-          {"order_id": order_id, "position_id": position["id"], "limit_price": r.limit_price,
-           "fill_price": order["fill_price"], "slippage": order["slippage"], "filled_at": occurred_at,
-           "reduces_position": False}, occurred_at)
+    TOPIC.emit(conn, "OrderFilled", aggregate_type="order", aggregate_id=order_id, aggregate_version=order["version"],
+               user_id=user_id, occurred_at=occurred_at,
+               payload={"order_id": order_id, "position_id": position["id"], "limit_price": r.limit_price,
+                        "fill_price": order["fill_price"], "slippage": order["slippage"], "filled_at": occurred_at,
+                        "reduces_position": False})
     return {"order": order, "position": position}

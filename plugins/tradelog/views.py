@@ -6,10 +6,8 @@ Routes are the seed's: /api/positions..., /api/orders..., /api/journal_entries, 
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from app import conn, ext, requires_if_match, user
-from app.concurrency import if_match_version
+from app.web import Blueprint, conn, ext, user
 from plugins.tradelog import schemas as s
 from plugins.tradelog import service, stats
 
@@ -39,6 +37,7 @@ class Positions(MethodView):
 
     @positions_blp.arguments(s.PositionIn)
     @positions_blp.response(201, s.Position)
+    @positions_blp.versioned
     def post(self, data):
         """Create a planned position, optionally with legs. Emits PositionCreated."""
         return service.create_position(conn(), user().id, data)
@@ -48,17 +47,18 @@ class Positions(MethodView):
 class OnePosition(MethodView):
     @positions_blp.arguments(s.AsOfArgs, location="query")
     @positions_blp.response(200, s.Position)
+    @positions_blp.versioned
     def get(self, args, position_id):
         """The position with its legs; ``?as_of=`` answers from what was recorded by then."""
         return service.get_position(conn(), user().id, position_id, args.get("as_of"))
 
-    @requires_if_match
     @positions_blp.arguments(s.PositionPatch)
     @positions_blp.response(200, s.Position)
-    def patch(self, data, position_id):
+    @positions_blp.versioned(if_match=True)
+    def patch(self, data, position_id, expected):
         """Update attributes, open a planned position, add legs or change leg quantities
         (If-Match). Emits PositionAdjusted; 409 on a closed position."""
-        return service.update_position(conn(), user().id, position_id, data, expected=if_match_version())
+        return service.update_position(conn(), user().id, position_id, data, expected=expected)
 
 
 @positions_blp.route(f"/{ID}/fills")
@@ -73,19 +73,20 @@ class Fills(MethodView):
 
 @positions_blp.route(f"/{ID}/close")
 class Close(MethodView):
-    @requires_if_match
     @positions_blp.arguments(s.CloseIn, required=False)
     @positions_blp.response(200, s.Position)
-    def post(self, data, position_id):
+    @positions_blp.versioned(if_match=True)
+    def post(self, data, position_id, expected):
         """Close the position (If-Match) and fix its realised P&L. Stock/future legs must be
         flat; held option legs must have expired (settle at 0). Emits PositionClosed."""
-        return service.close_position(conn(), user().id, position_id, data or {}, expected=if_match_version())
+        return service.close_position(conn(), user().id, position_id, data or {}, expected=expected)
 
 
 @positions_blp.route(f"/{ID}/snapshot")
 class SnapshotView(MethodView):
     @positions_blp.arguments(s.AsOfArgs, location="query")
     @positions_blp.response(200, s.Snapshot)
+    @positions_blp.versioned
     def get(self, args, position_id):
         """The authoritative snapshot for RiskGraph: legs, fills and derived metadata
         (strategy, net debit, DTE, max profit/loss). ``?as_of=`` for a past view."""
@@ -121,6 +122,7 @@ class RiskArtifact(MethodView):
 class Orders(MethodView):
     @orders_blp.arguments(s.OrderIn)
     @orders_blp.response(201, s.Order)
+    @orders_blp.versioned
     def post(self, data):
         """Create a pending order with a position template. Emits OrderCreated."""
         return service.create_order(conn(), user().id, data)
@@ -137,16 +139,17 @@ class ActiveOrders(MethodView):
 @orders_blp.route(f"/{OID}")
 class OneOrder(MethodView):
     @orders_blp.response(200, s.Order)
+    @orders_blp.versioned
     def get(self, order_id):
         """One order."""
         return service.get_order(conn(), user().id, order_id)
 
-    @requires_if_match
     @orders_blp.response(200, s.Order)
-    def delete(self, order_id):
+    @orders_blp.versioned(if_match=True)
+    def delete(self, order_id, expected):
         """Cancel a pending order (If-Match). Emits OrderCancelled; 409 naming the state
         when it is filled or cancelled."""
-        return service.cancel_order(conn(), user().id, order_id, expected=if_match_version())
+        return service.cancel_order(conn(), user().id, order_id, expected=expected)
 
 
 @orders_blp.route(f"/{OID}/execute")
