@@ -70,10 +70,6 @@ class ConfidenceIn(Schema):
     regime = fields.String(allow_none=True, validate=validate.Length(max=40))
 
 
-class AuditArgs(Schema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
-
-
 # -- responses ---------------------------------------------------------------------------
 class BreakerOut(Schema):
     name = fields.String(required=True, validate=validate.OneOf(NAMES))

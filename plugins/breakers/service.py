@@ -510,9 +510,13 @@ def status(conn, user_id: int) -> dict:
     }
 
 
-def audit_log(conn, user_id: int, limit: int = 100) -> list[dict]:
-    rows = conn.execute(sa.select(t.audit).where(sa.or_(t.audit.c.user_id == user_id, t.audit.c.user_id.is_(None)))
-                        .order_by(t.audit.c.id.desc()).limit(limit)).fetchall()
+def audit_log(conn, user_id: int, *, page: int = 1, page_size: int = 100) -> tuple[list[dict], int]:
+    """One page of the user's audit trail (deployment-wide entries included), newest first, and
+    how many entries there are."""
+    mine = sa.or_(t.audit.c.user_id == user_id, t.audit.c.user_id.is_(None))
+    total = conn.execute(sa.select(sa.func.count()).select_from(t.audit).where(mine)).scalar_one()
+    rows = conn.execute(sa.select(t.audit).where(mine).order_by(t.audit.c.id.desc())
+                        .limit(page_size).offset((page - 1) * page_size)).fetchall()
     return [{"id": r.id, "at": r.at, "action": r.action, "breaker": r.breaker, "from_state": r.from_state,
              "to_state": r.to_state, "value": r.current_value, "limit": r.limit_value, "actor": r.actor,
-             "reason": r.reason, "scope": "deployment" if r.user_id is None else "user"} for r in rows]
+             "reason": r.reason, "scope": "deployment" if r.user_id is None else "user"} for r in rows], int(total)

@@ -69,10 +69,6 @@ class ModelDetail(ModelSchema):
     metrics = fields.Dict(required=True, metadata={"description": "walk-forward windows, aggregate, pooled, calibration, regimes, importance"})
 
 
-class ModelList(Schema):
-    models = fields.List(fields.Nested(ModelSchema), required=True)
-
-
 class TrainParams(Schema):
     iterations = fields.Integer(validate=validate.Range(1, 2000))
     depth = fields.Integer(validate=validate.Range(1, 10))
@@ -121,10 +117,6 @@ class AuditSchema(Schema):
     at = tf.UtcDateTime(required=True)
 
 
-class AuditList(Schema):
-    audit = fields.List(fields.Nested(AuditSchema), required=True)
-
-
 class SettingsSchema(Schema):
     ml_weight = fields.Float(validate=validate.Range(0.0, 1.0),
                              metadata={"description": "blend weight; 0 = shadow (scored, ranking unchanged)"})
@@ -171,10 +163,6 @@ class DriftQuery(Schema):
     model_id = fields.Integer(validate=validate.Range(1, 2**31 - 1))
 
 
-class DriftList(Schema):
-    reports = fields.List(fields.Nested(DriftReportSchema), required=True)
-
-
 class ExperimentIn(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     description = fields.String(allow_none=True, validate=validate.Length(max=2000))
@@ -219,10 +207,6 @@ class ExperimentSchema(Schema):
 
 class ExperimentQuery(Schema):
     status = fields.String(validate=validate.OneOf(EXPERIMENT_STATUSES))
-
-
-class ExperimentList(Schema):
-    experiments = fields.List(fields.Nested(ExperimentSchema), required=True)
 
 
 class ConcludeIn(ReasonIn):
@@ -366,11 +350,12 @@ class ReplaySchema(Schema):
 @blp.route("/models")
 class Models(MethodView):
     @blp.arguments(ModelQuery, location="query")
-    @blp.response(200, ModelList)
+    @blp.response(200, ModelSchema(many=True))
+    @blp.paginated
     def get(self, args):
         """Registered model versions, newest first (filter by status, regime)."""
         _admin()
-        return {"models": modelops.list_models(conn(), **args)}
+        return modelops.list_models(conn(), **args)
 
 
 @blp.route("/models/train")
@@ -419,12 +404,13 @@ class Retire(MethodView):
 
 @blp.route(f"/models/{MID}/audit")
 class Audit(MethodView):
-    @blp.response(200, AuditList)
+    @blp.response(200, AuditSchema(many=True))
+    @blp.paginated
     def get(self, model_id):
         """The model's status changes: who, when, why, from/to."""
         _admin()
         modelops.get_model(conn(), model_id, with_metrics=False)
-        return {"audit": modelops.model_audit(conn(), model_id)}
+        return modelops.model_audit(conn(), model_id)
 
 
 @blp.route("/models/rollback")
@@ -459,11 +445,12 @@ class Settings(MethodView):
 @blp.route("/drift")
 class Drift(MethodView):
     @blp.arguments(DriftQuery, location="query")
-    @blp.response(200, DriftList)
+    @blp.response(200, DriftReportSchema(many=True))
+    @blp.paginated
     def get(self, args):
         """Stored drift reports, newest first."""
         _admin()
-        return {"reports": modelops.list_drift_reports(conn(), args.get("model_id"))}
+        return modelops.list_drift_reports(conn(), args.get("model_id"))
 
     @blp.arguments(DriftIn)
     @blp.response(201, DriftReportSchema)
@@ -480,11 +467,12 @@ class Drift(MethodView):
 @blp.route("/experiments")
 class Experiments(MethodView):
     @blp.arguments(ExperimentQuery, location="query")
-    @blp.response(200, ExperimentList)
+    @blp.response(200, ExperimentSchema(many=True))
+    @blp.paginated
     def get(self, args):
         """Experiments, newest first."""
         _admin()
-        return {"experiments": modelops.list_experiments(conn(), args.get("status"))}
+        return modelops.list_experiments(conn(), args.get("status"))
 
     @blp.arguments(ExperimentIn)
     @blp.response(201, ExperimentSchema)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from app.web import Blueprint, conn, ext, user
+from app.web import Blueprint, Paged, conn, ext, user
 from plugins.mlloop import outcomes, service
 from plugins.mlloop import schemas as s
 
@@ -38,6 +38,7 @@ class OneContext(MethodView):
 @blp.route("/selector-params")
 class SelectorParams(MethodView):
     @blp.response(200, s.Params(many=True))
+    @blp.paginated
     def get(self):
         """Every version of your rule-score weights (version 1 = the defaults)."""
         return service.list_params(conn(), user().id)
@@ -76,12 +77,12 @@ class OneDecision(MethodView):
 @blp.route("/ideas")
 class Ideas(MethodView):
     @blp.arguments(s.IdeaListArgs, location="query")
-    @blp.response(200, s.TrackedIdea(many=True), headers={"X-Total-Count": {
-        "description": "how many ideas match (all pages)", "schema": {"type": "integer"}}})
-    def get(self, args):
+    @blp.response(200, s.TrackedIdea(many=True))
+    @blp.paginated
+    def get(self, args, pagination):
         """Your tracked ideas, newest first (filter by settlement status or context)."""
-        items, total = service.list_ideas(conn(), user().id, **args)
-        return items, 200, {"X-Total-Count": str(total)}
+        return Paged(*service.list_ideas(conn(), user().id, **args, page=pagination.page,
+                                         page_size=pagination.page_size))
 
 
 @blp.route(f"/ideas/{IDEA}")
@@ -96,6 +97,7 @@ class OneIdea(MethodView):
 @blp.route(f"/ideas/{IDEA}/events")
 class IdeaEvents(MethodView):
     @blp.response(200, s.PnlEvent(many=True))
+    @blp.paginated
     def get(self, idea_id):
         """The idea's P&L ledger in time order (the deltas sum to its settlement P&L)."""
         return outcomes.idea_events(conn(), user().id, idea_id)
@@ -104,6 +106,7 @@ class IdeaEvents(MethodView):
 @blp.route(f"/ideas/{IDEA}/snapshots")
 class IdeaSnapshots(MethodView):
     @blp.response(200, s.IdeaSnapshot(many=True))
+    @blp.paginated
     def get(self, idea_id):
         """The idea's event-triggered snapshots (fill, tier boundary, stop/target touch, 1% move, periodic)."""
         return outcomes.idea_snapshots(conn(), user().id, idea_id)
@@ -131,6 +134,7 @@ class SettleIdea(MethodView):
 @blp.route(f"/ideas/{IDEA}/actions")
 class IdeaActions(MethodView):
     @blp.response(200, s.Action(many=True))
+    @blp.paginated
     def get(self, idea_id):
         """What you did with the idea (viewed, dismissed, starred, traded, trade_closed)."""
         return outcomes.idea_actions(conn(), user().id, idea_id)

@@ -126,10 +126,6 @@ class Strategy(Schema):
     updated_at = tf.UtcDateTime(required=True)
 
 
-class StrategyList(Schema):
-    strategies = fields.List(fields.Nested(Strategy), required=True)
-
-
 class StrategyVersion(Schema):
     strategy_id = fields.String(required=True)
     version = fields.Integer(required=True)
@@ -140,11 +136,6 @@ class StrategyVersion(Schema):
     change_reason = fields.String(allow_none=True)
     snapshot = fields.Dict(required=True, metadata={"description": "the strategy as of this version"})
     created_at = tf.UtcDateTime(required=True)
-
-
-class StrategyVersions(Schema):
-    strategy_id = fields.String(required=True)
-    versions = fields.List(fields.Nested(StrategyVersion), required=True)
 
 
 class ImportItem(StrategyIn):
@@ -228,10 +219,6 @@ class Template(Schema):
     share_code = fields.String(allow_none=True)
     use_count = fields.Integer(required=True)
     created_at = tf.UtcDateTime(required=True)
-
-
-class TemplateList(Schema):
-    templates = fields.List(fields.Nested(Template), required=True)
 
 
 class SharedTemplate(Schema):
@@ -450,7 +437,6 @@ class AnalyzeOut(Schema):
 # -- artifacts -----------------------------------------------------------------------------
 class ArtifactArgs(Schema):
     position_id = fields.String(load_default=None, validate=_id)
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
 class ArtifactSummary(Schema):
@@ -466,10 +452,6 @@ class ArtifactSummary(Schema):
 
 class Artifact(ArtifactSummary):
     curves = fields.Dict(required=True, metadata={"description": "grid, expiry_pnl, curves[{days, date, pnl, breakevens}]"})
-
-
-class ArtifactList(Schema):
-    artifacts = fields.List(fields.Nested(ArtifactSummary), required=True)
 
 
 class PulledArtifact(Artifact):

@@ -454,12 +454,16 @@ def compute_position_artifact(c, user_id: int, position: dict, args: dict, *, so
     return a, False
 
 
-def list_artifacts(c, user_id: int, position_id: str | None = None, limit: int = 50) -> list[dict]:
-    q = sa.select(risk_artifacts).where(risk_artifacts.c.user_id == user_id)
+def list_artifacts(c, user_id: int, position_id: str | None = None, *, page: int = 1,
+                   page_size: int = 50) -> tuple[list[dict], int]:
+    """One page of the user's artifacts, newest first, and how many there are."""
+    cond = [risk_artifacts.c.user_id == user_id]
     if position_id:
-        q = q.where(risk_artifacts.c.position_id == position_id)
-    q = q.order_by(risk_artifacts.c.computed_at.desc(), risk_artifacts.c.id).limit(limit)
-    return [_artifact(r) for r in c.execute(q)]
+        cond.append(risk_artifacts.c.position_id == position_id)
+    total = c.execute(sa.select(sa.func.count()).select_from(risk_artifacts).where(*cond)).scalar_one()
+    q = (sa.select(risk_artifacts).where(*cond).order_by(risk_artifacts.c.computed_at.desc(), risk_artifacts.c.id)
+         .limit(page_size).offset((page - 1) * page_size))
+    return [_artifact(r) for r in c.execute(q)], int(total)
 
 
 def get_artifact(c, user_id: int, artifact_id: str) -> dict:

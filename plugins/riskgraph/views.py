@@ -8,7 +8,7 @@ import os
 from flask import after_this_request, current_app, request
 from flask.views import MethodView
 
-from app.web import Blueprint, conn, user
+from app.web import Blueprint, Paged, conn, user
 from plugins.riskgraph import integration, schemas as s, service
 
 blp = Blueprint("riskgraph", __name__, url_prefix="/api/risk-graph",
@@ -20,10 +20,11 @@ ID = "string(minlength=1,maxlength=36)"
 # -- strategies ------------------------------------------------------------------------
 @blp.route("/strategies")
 class Strategies(MethodView):
-    @blp.response(200, s.StrategyList)
+    @blp.response(200, s.Strategy(many=True))
+    @blp.paginated
     def get(self):
         """List your active strategies (by sort_order)."""
-        return {"strategies": service.list_strategies(conn(), user().id)}
+        return service.list_strategies(conn(), user().id)
 
     @blp.arguments(s.StrategyIn)
     @blp.response(201, s.Strategy)
@@ -57,11 +58,12 @@ class ExportStrategies(MethodView):
 @blp.route("/strategies/reorder")
 class ReorderStrategies(MethodView):
     @blp.arguments(s.ReorderIn)
-    @blp.response(200, s.StrategyList)
+    @blp.response(200, s.Strategy(many=True))
     def post(self, data):
         """Set sort_order of several strategies at once, atomically: if any id is not one of
-        your active strategies, 404 and nothing changes."""
-        return {"strategies": service.reorder_strategies(conn(), user().id, data["order"])}
+        your active strategies, 404 and nothing changes. Answers your active strategies in
+        their new order."""
+        return service.reorder_strategies(conn(), user().id, data["order"])
 
 
 @blp.route(f"/strategies/<{ID}:strategy_id>")
@@ -92,10 +94,11 @@ class OneStrategy(MethodView):
 
 @blp.route(f"/strategies/<{ID}:strategy_id>/versions")
 class StrategyVersions(MethodView):
-    @blp.response(200, s.StrategyVersions)
+    @blp.response(200, s.StrategyVersion(many=True))
+    @blp.paginated
     def get(self, strategy_id):
         """The strategy's audit trail, oldest first."""
-        return {"strategy_id": strategy_id, "versions": service.list_versions(conn(), user().id, strategy_id)}
+        return service.list_versions(conn(), user().id, strategy_id)
 
 
 @blp.route(f"/strategies/<{ID}:strategy_id>/risk")
@@ -110,10 +113,11 @@ class StrategyRisk(MethodView):
 # -- templates -------------------------------------------------------------------------
 @blp.route("/templates")
 class Templates(MethodView):
-    @blp.response(200, s.TemplateList)
+    @blp.response(200, s.Template(many=True))
+    @blp.paginated
     def get(self):
         """List your templates."""
-        return {"templates": service.list_templates(conn(), user().id)}
+        return service.list_templates(conn(), user().id)
 
     @blp.arguments(s.TemplateIn)
     @blp.response(201, s.Template)
@@ -185,10 +189,12 @@ class Analyze(MethodView):
 @blp.route("/artifacts")
 class Artifacts(MethodView):
     @blp.arguments(s.ArtifactArgs, location="query")
-    @blp.response(200, s.ArtifactList)
-    def get(self, args):
+    @blp.response(200, s.ArtifactSummary(many=True))
+    @blp.paginated
+    def get(self, args, pagination):
         """Your risk artifacts, newest first (optionally for one position)."""
-        return {"artifacts": service.list_artifacts(conn(), user().id, args["position_id"], args["limit"])}
+        return Paged(*service.list_artifacts(conn(), user().id, args["position_id"], page=pagination.page,
+                                             page_size=pagination.page_size))
 
 
 @blp.route(f"/artifacts/<{ID}:artifact_id>")

@@ -137,8 +137,6 @@ class PositionPatch(Schema):
 class PositionListArgs(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     symbol = fields.String(validate=validate.Length(min=1, max=20))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
 class AsOfArgs(Schema):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from app.web import Blueprint, conn, ext, user
+from app.web import Blueprint, Paged, conn, ext, user
 from plugins.tradelog import schemas as s
 from plugins.tradelog import service, stats
 
@@ -27,13 +27,13 @@ OID = "<string(length=36):order_id>"
 @positions_blp.route("")
 class Positions(MethodView):
     @positions_blp.arguments(s.PositionListArgs, location="query")
-    @positions_blp.response(200, s.Position(many=True), headers={"X-Total-Count": {
-        "description": "how many positions match (all pages)", "schema": {"type": "integer"}}})
-    def get(self, args):
-        """Your positions, newest first: filter by status and symbol; ``page`` and
-        ``page_size`` (default 50, at most 500); the total is in X-Total-Count."""
-        items, total = service.list_positions(conn(), user().id, **args)
-        return items, 200, {"X-Total-Count": str(total)}
+    @positions_blp.response(200, s.Position(many=True))
+    @positions_blp.paginated
+    def get(self, args, pagination):
+        """Your positions, newest first: filter by status and symbol (one page; the total and
+        the pages are in X-Pagination)."""
+        return Paged(*service.list_positions(conn(), user().id, **args, page=pagination.page,
+                                             page_size=pagination.page_size))
 
     @positions_blp.arguments(s.PositionIn)
     @positions_blp.response(201, s.Position)
@@ -96,6 +96,7 @@ class SnapshotView(MethodView):
 @positions_blp.route(f"/{ID}/events")
 class PositionEvents(MethodView):
     @positions_blp.response(200, s.EventOut(many=True))
+    @positions_blp.paginated
     def get(self, position_id):
         """The position's events in order (envelopes), for replay."""
         return service.position_events(conn(), user().id, position_id)
@@ -113,6 +114,7 @@ class RiskArtifact(MethodView):
         return ref, 201 if created else 200
 
     @positions_blp.response(200, s.RiskArtifactRef(many=True))
+    @positions_blp.paginated
     def get(self, position_id):
         """The risk artifacts linked to the position."""
         return service.list_risk_artifacts(conn(), user().id, position_id)
@@ -131,6 +133,7 @@ class Orders(MethodView):
 @orders_blp.route("/active")
 class ActiveOrders(MethodView):
     @orders_blp.response(200, s.Order(many=True))
+    @orders_blp.paginated
     def get(self):
         """Your pending orders, oldest first."""
         return service.active_orders(conn(), user().id)
@@ -173,6 +176,7 @@ class Journal(MethodView):
 
     @journal_blp.arguments(s.JournalListArgs, location="query")
     @journal_blp.response(200, s.JournalEntry(many=True))
+    @journal_blp.paginated
     def get(self, args):
         """A position's journal entries, oldest first."""
         return service.list_journal_entries(conn(), user().id, args["position_id"])

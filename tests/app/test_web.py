@@ -156,3 +156,29 @@ def test_topic_emit_is_bound_to_its_topic_and_refuses_undeclared_types(tmp_path)
     assert [e.event_seq for e in many] == [2, 3, 4]
     with db.read() as conn:
         assert [e.event_id for e in outbox.read(conn, "webtest.events")] == [ev.event_id] + [e.event_id for e in many]
+
+
+def test_every_list_has_the_one_shape(tmp_path):
+    """Every GET answering a JSON array documents ``page``/``page_size`` and ``X-Pagination``
+    (flask-smorest's pagination), and no GET wraps a list alone in an object."""
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/l.db", "TRADELOOP_PLUGINS": ALL, "SECRET_KEY": "x"})
+    spec = app.test_client().get("/openapi.json").json
+    schemas = spec["components"]["schemas"]
+    unpaged, wrapped, lists = [], [], 0
+    for path, ops in spec["paths"].items():
+        op = ops.get("get")
+        if not op:
+            continue
+        ok = op.get("responses", {}).get("200", {})
+        schema = _schema_of(ok, schemas) or {}
+        if schema.get("type") == "array":
+            lists += 1
+            params = {p.get("name") for p in op.get("parameters", [])}
+            if not ({"page", "page_size"} <= params and "X-Pagination" in ok.get("headers", {})):
+                unpaged.append(path)
+        props = schema.get("properties", {})
+        if len(props) == 1 and next(iter(props.values())).get("type") == "array":
+            wrapped.append(path)
+    assert lists >= 15
+    assert not unpaged, f"lists without the host's pagination: {unpaged}"
+    assert not wrapped, f"lists wrapped in an object: {wrapped}"
