@@ -46,6 +46,15 @@ def _snake(name: str) -> str:
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ErrorSchema
 
+    def _register_pagination_header(self):
+        """X-Pagination carries JSON: documented as ``content: application/json`` (a header
+        ``schema`` would mean OpenAPI's comma-separated "simple" style)."""
+        from flask_smorest.pagination import PaginationMetadataSchema
+        self.spec.components.header("PAGINATION", {
+            "description": "Pagination metadata (JSON): total, total_pages, first_page, last_page, page, "
+                           "previous_page, next_page.",
+            "content": {"application/json": {"schema": PaginationMetadataSchema}}}, lazy=True)
+
     def handle_http_exception(self, error):
         status = error.code or 500
         body = {"status": status, "code": _snake(error.name), "message": error.description or error.name}

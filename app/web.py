@@ -66,6 +66,7 @@ def public(view):
 
 
 # -- the Blueprint base -------------------------------------------------------------------
+MAX_PAGE = 1_000_000  # a page number any database can offset by
 class Paged(NamedTuple):
     """What a ``paginated`` view returns when it pages in SQL: one page of items and how many
     items match in all."""
@@ -130,6 +131,8 @@ class Blueprint(flask_smorest.Blueprint):
 
             @functools.wraps(func)
             def wrapper(*args, pagination_parameters, **kwargs):
+                if pagination_parameters.page > MAX_PAGE:
+                    raise errors.field_error("page", f"must be at most {MAX_PAGE}", location="query")
                 if wants:
                     kwargs["pagination"] = pagination_parameters
                 body, status, headers = unpack_tuple_response(func(*args, **kwargs))

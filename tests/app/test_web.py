@@ -182,3 +182,9 @@ def test_every_list_has_the_one_shape(tmp_path):
     assert lists >= 15
     assert not unpaged, f"lists without the host's pagination: {unpaged}"
     assert not wrapped, f"lists wrapped in an object: {wrapped}"
+
+
+def test_a_page_beyond_any_database_is_a_422_naming_it(tmp_path):
+    c = small_app(tmp_path).test_client()
+    r = c.get("/webtest/sql?page=184467440737095518")
+    assert r.status_code == 422 and r.json["errors"] == {"query": {"page": ["must be at most 1000000"]}}
