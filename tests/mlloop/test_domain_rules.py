@@ -4,6 +4,7 @@ import math
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from plugins.mlloop.domain.ideas import InvalidIdea, TradeIdea
@@ -223,3 +224,32 @@ def test_legs_and_expiry_payoffs():
     assert credit.value_at_expiry(6100) == Decimal(-25)
     assert credit.pnl_at_expiry(6100) == Decimal("-4520.00")      # (-25 + 2.40) x 100 x 2
     assert credit.pnl_at_expiry(6000) == Decimal("480.00")
+
+
+@pytest.mark.parametrize("args", [
+    dict(strategy="vertical", side="call", direction="long", strike=6000, width=10, debit="4.00"),
+    dict(strategy="vertical", side="put", direction="short", strike=5960, width=20, debit="-3.50"),
+    dict(strategy="vertical", side="call", direction="short", strike=6010, width=5, debit="-1.25"),
+    dict(strategy="butterfly", side="call", direction="long", strike=6005, width=15, debit="2.10"),
+    dict(strategy="butterfly", side="put", direction="short", strike=5990, width=10, debit="-6.00"),
+    dict(strategy="single", side="put", direction="long", strike=5980, width=None, debit="7.30"),
+    dict(strategy="single", side="call", direction="long", strike=6030, width=None, debit="3.10"),
+    dict(strategy="single", side="put", direction="short", strike=5950, width=None, debit="-2.40"),
+])
+def test_rule_score_max_loss_is_the_exact_max_loss(args):
+    """The vectorised rule score measures risk with the structure's exact maximum loss
+    (optionsmath.payoff_extremes through ideas.max_loss) wherever it is bounded. By hand:
+    a 10-wide debit call vertical at 4.00 risks 4.00; a 20-wide credit put vertical at 3.50
+    risks 16.50; a short put struck 5950 for 2.40 risks 5947.60 (at S = 0)."""
+    from plugins.mlloop.domain.ideas import STRATEGY_CODE, max_loss
+    from plugins.mlloop.domain.rules import max_loss_profit
+    i = idea(**args)
+    ml, _ = max_loss_profit(np.array([STRATEGY_CODE[i.strategy]]), np.array([1.0 if i.side == "call" else -1.0]),
+                            np.array([1.0 if i.direction == "long" else -1.0]), np.array([float(i.strike)]),
+                            np.array([float(i.width or 0)]), np.array([float(i.debit)]), 6000.0, 50.0)
+    exact = max_loss(i.strategy, i.side, i.direction, i.strike, i.width, i.debit)
+    assert float(exact) / 100 == pytest.approx(float(ml[0]), abs=1e-9)
+    hand = {("vertical", "call", "long"): 4.00, ("vertical", "put", "short"): 16.50,
+            ("single", "put", "short"): 5947.60}
+    if (i.strategy, i.side, i.direction) in hand:
+        assert float(exact) / 100 == pytest.approx(hand[(i.strategy, i.side, i.direction)])

@@ -154,6 +154,19 @@ def test_black_scholes_by_hand():
     assert float(v) == pytest.approx((_bs(100, 100, .25, .2 + h, True) - _bs(100, 100, .25, .2 - h, True)) / (2 * h) / 100, abs=1e-6)
 
 
+def test_simulator_greeks_follow_optionsmath_units():
+    """One convention (optionsmath): theta per calendar day, vega per vol point. By hand, an
+    ATM call S = K = 100, T = 0.25, vol 0.2, r = q = 0: annual theta = -S n(d1) vol / (2 sqrt T)
+    with d1 = 0.5 vol sqrt T = 0.05, n(0.05) = 0.398444; = -100 x 0.398444 x 0.2 / 1 = -7.96888
+    a year, so -7.96888 / 365 = -0.021833 a calendar day (it was / 252 before optionsmath);
+    also the finite difference of the price over one calendar day."""
+    d, g, th, v = pricing.bs_greeks(100.0, 100.0, 0.25, 0.2, True)
+    assert float(th) == pytest.approx(-100 * 0.398444 * 0.2 / (2 * 0.5) / 365, abs=2e-6)
+    one_day = _bs(100, 100, 0.25 - 1 / 365, 0.2, True) - _bs(100, 100, 0.25, 0.2, True)
+    assert float(th) == pytest.approx(one_day, rel=5e-3)
+    assert float(v) == pytest.approx(100 * 0.398444 * 0.5 / 100, abs=2e-6)
+
+
 def test_entry_price_is_black_scholes_off_the_simulated_smile(days):
     day = days[1]
     for idea in day.ideas[::97]:

@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from optionsmath.decimals import quantize
+
 from plugins.mlloop.domain.calendar import (
     days_to_monthly_opex, epoch_ms, is_opex_week, session_date, session_open_utc, utc_ms,
 )
@@ -434,7 +436,7 @@ def feature_snapshot_row(features: Mapping[str, Any]) -> dict[str, Any]:
     for col, scale in SNAPSHOT_COLUMNS.items():
         v = features.get(col)
         if scale is not None and v is not None:
-            v = Decimal(repr(float(v))).quantize(Decimal(1).scaleb(-scale))
+            v = quantize(float(v), scale)
         row[col] = v
     return row
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from optionsmath.decimals import to_decimal
+from optionsmath.payoff import intrinsic, payoff_extremes
+
 STRATEGIES = ("single", "vertical", "butterfly")
 SIDES = ("call", "put")
 DIRECTIONS = ("long", "short")
@@ -63,26 +66,40 @@ class TradeIdea:
 
     def legs(self) -> list[tuple[Decimal, str, int]]:
         """(strike, right, signed quantity per structure)."""
-        s = 1 if self.direction == "long" else -1
-        k = Decimal(self.strike)
-        if self.strategy == "single":
-            return [(k, self.side, s)]
-        w = Decimal(self.width)
-        if self.strategy == "vertical":
-            other = k + w if self.side == "call" else k - w
-            return [(k, self.side, s), (other, self.side, -s)]
-        return [(k - w, self.side, s), (k, self.side, -2 * s), (k + w, self.side, s)]
+        return structure_legs(self.strategy, self.side, self.direction, self.strike, self.width)
 
     def value_at_expiry(self, underlying: Decimal | float | int) -> Decimal:
         """The structure's intrinsic value per share at expiry (signed like `debit`)."""
-        u = Decimal(str(underlying)) if isinstance(underlying, float) else Decimal(underlying)
-        total = Decimal(0)
-        for k, right, q in self.legs():
-            intrinsic = max(u - k, Decimal(0)) if right == "call" else max(k - u, Decimal(0))
-            total += q * intrinsic
-        return total
+        u = to_decimal(underlying)
+        return sum((q * intrinsic(right, k, u) for k, right, q in self.legs()), Decimal(0))
 
     def pnl_at_expiry(self, underlying: Decimal | float | int) -> Decimal:
         """Money P&L at expiry when entered at `debit` (no fees)."""
         return (self.value_at_expiry(underlying) - Decimal(self.debit)) * MULTIPLIER * self.quantity
 
+
+def structure_legs(strategy: str, side: str, direction: str, strike, width) -> list[tuple[Decimal, str, int]]:
+    """The legs of a structure: (strike, right, signed quantity per structure), per the
+    geometry conventions above."""
+    s = 1 if direction == "long" else -1
+    k = to_decimal(strike)
+    if strategy == "single":
+        return [(k, side, s)]
+    w = to_decimal(width)
+    if strategy == "vertical":
+        other = k + w if side == "call" else k - w
+        return [(k, side, s), (other, side, -s)]
+    return [(k - w, side, s), (k, side, -2 * s), (k + w, side, s)]
+
+
+def max_loss(strategy: str, side: str, direction: str, strike, width, debit, quantity: int = 1
+             ) -> Decimal | None:
+    """The structure's maximum loss in dollars (x ``MULTIPLIER`` x quantity), >= 0, over every
+    expiry price; ``None`` when unbounded (a naked short call). ``optionsmath.payoff_extremes``
+    on the legs, entered at ``debit`` per share (signed: + paid)."""
+    legs = [{"right": right, "strike": k, "quantity": q * quantity, "multiplier": MULTIPLIER}
+            for k, right, q in structure_legs(strategy, side, direction, strike, width)]
+    _, lowest = payoff_extremes(legs, to_decimal(debit) * MULTIPLIER * quantity)
+    if lowest is None:
+        return None
+    return max(-lowest, Decimal(0))

@@ -17,7 +17,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
-from plugins.mlloop.domain.ideas import MULTIPLIER, TradeIdea
+from optionsmath.decimals import to_decimal
+
+from plugins.mlloop.domain.ideas import TradeIdea, max_loss
 
 TIER_NAMES = ("big_loss", "small_loss", "small_win", "big_win")
 BIG_LOSS_R = Decimal("-0.5")   # pnl <= -0.5 R          -> 0 big_loss
@@ -34,19 +36,10 @@ LABEL_KEYS = (
 )
 
 _CENT = Decimal("0.01")
-_ZERO = Decimal(0)
 
 
 class UndefinedRisk(ValueError):
     """The structure's maximum loss is unbounded (e.g. a naked short call)."""
-
-
-def _dec(x: Any) -> Decimal:
-    if isinstance(x, Decimal):
-        return x
-    if isinstance(x, float):
-        return Decimal(repr(x))
-    return Decimal(x)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -69,30 +62,21 @@ def compute_risk_unit(idea: Any) -> Decimal:
     vertical  long (debit spread):  the debit      short (credit spread): width - credit
     butterfly long:  the debit                     short: width - credit
     `idea` is a TradeIdea, an IdeaOutcome, or a mapping with strategy, direction, side,
-    strike, width, debit (signed: + paid, - received) and quantity.
+    strike, width, debit (signed: + paid, - received) and quantity. Computed exactly by
+    ``optionsmath.payoff_extremes`` over every expiry price (``ideas.max_loss``).
     """
     g = _geometry(idea)
     strategy = _get(g, "strategy")
-    direction = _get(g, "direction", "long")
-    side = _get(g, "side")
-    debit = _dec(_get(g, "debit"))
-    qty = int(_get(g, "quantity", 1) or 1)
-    width = _get(g, "width")
     if strategy not in ("single", "vertical", "butterfly"):
         raise ValueError(f"no risk unit for strategy {strategy!r}")
-    if direction == "long":
-        per_share = abs(debit)
-    else:
-        credit = abs(debit)
-        if strategy == "single":
-            if side == "call":
-                raise UndefinedRisk("a naked short call has no maximum loss")
-            per_share = _dec(_get(g, "strike")) - credit
-        else:
-            if width is None:
-                raise ValueError(f"a {strategy} needs a width")
-            per_share = _dec(width) - credit
-    return max(per_share, _ZERO) * MULTIPLIER * qty
+    width = _get(g, "width")
+    if strategy != "single" and width is None:
+        raise ValueError(f"a {strategy} needs a width")
+    loss = max_loss(strategy, _get(g, "side"), _get(g, "direction", "long"), _get(g, "strike"),
+                    width, _get(g, "debit"), int(_get(g, "quantity", 1) or 1))
+    if loss is None:
+        raise UndefinedRisk("a naked short call has no maximum loss")
+    return loss
 
 
 def classify_profit_tier(pnl: Any, risk_unit: Any) -> int:
@@ -101,7 +85,7 @@ def classify_profit_tier(pnl: Any, risk_unit: Any) -> int:
     Flat (pnl == 0) is a small loss so that tier >= 2 exactly when `profitable`.
     With no risk unit (<= 0) the R-based cuts are meaningless: 2 if pnl > 0 else 1.
     """
-    pnl, r = _dec(pnl), _dec(risk_unit)
+    pnl, r = to_decimal(pnl), to_decimal(risk_unit)
     if r <= 0:
         return 2 if pnl > 0 else 1
     if pnl <= BIG_LOSS_R * r:
@@ -139,7 +123,7 @@ class Cohort:
     __slots__ = ("_sorted",)
 
     def __init__(self, outcomes: Iterable[Any]):
-        self._sorted = sorted(_dec(o) for o in outcomes)
+        self._sorted = sorted(to_decimal(o) for o in outcomes)
 
     def __len__(self) -> int:
         return len(self._sorted)
@@ -151,7 +135,7 @@ class Cohort:
 
     def percentile(self, pnl: Any) -> float:
         """Share of the cohort strictly below pnl."""
-        return bisect.bisect_left(self._sorted, _dec(pnl)) / len(self._sorted)
+        return bisect.bisect_left(self._sorted, to_decimal(pnl)) / len(self._sorted)
 
 
 def _ratio(num: Decimal, den: Decimal) -> float:
@@ -168,10 +152,10 @@ def label_outcome(idea: Any, cohort_outcomes: Cohort | Sequence[Any] | None = No
     """
     if _get(idea, "settlement_status") != "settled":
         return None
-    final = _dec(_get(idea, "settlement_pnl"))
+    final = to_decimal(_get(idea, "settlement_pnl"))
     risk = compute_risk_unit(idea)
-    max_profit = _dec(_get(idea, "max_pnl") or 0)
-    max_loss = _dec(_get(idea, "min_pnl") or 0)
+    max_profit = to_decimal(_get(idea, "max_pnl") or 0)
+    max_loss = to_decimal(_get(idea, "min_pnl") or 0)
     life = int(_get(idea, "lifetime_minutes") or 0)
     t_max = int(_get(idea, "time_to_max_pnl_minutes") or 0)
     t_dd = int(_get(idea, "time_in_drawdown_minutes") or 0)

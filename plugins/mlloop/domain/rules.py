@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from optionsmath.decimals import cents
 
 from plugins.mlloop.domain.calendar import VARIANCE_MINUTES_PER_YEAR, years_to_expiry
 from plugins.mlloop.domain.ideas import STRATEGY_CODE, TradeIdea
@@ -323,11 +324,8 @@ def _idea_arrays(ideas: Sequence[TradeIdea]):
     )
 
 
-_CENT = Decimal("0.01")
-
-
 def _dec(x: float) -> Decimal:
-    return Decimal(repr(round(float(x), 2))).quantize(_CENT)
+    return cents(round(float(x), 2))
 
 
 def score_ideas(

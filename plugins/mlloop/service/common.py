@@ -4,12 +4,12 @@ chunked SQL helpers."""
 from __future__ import annotations
 
 import hashlib
-import math
 import uuid
 from decimal import Decimal
 from typing import Sequence
 
 import sqlalchemy as sa
+from optionsmath.decimals import cents
 
 from app import errors
 from plugins.mlloop.domain import features as fx
@@ -36,13 +36,11 @@ def chunks(seq: Sequence, n: int = CHUNK):
 
 
 def dec2(x) -> Decimal | None:
+    """A score as stored (2 places): a float is rounded as a float first (what replay compares);
+    None and NaN stay None."""
     if x is None:
         return None
-    if isinstance(x, float):
-        if math.isnan(x):
-            return None
-        return Decimal(repr(round(x, 2))).quantize(CENT)
-    return Decimal(x).quantize(CENT)
+    return cents(round(x, 2) if isinstance(x, float) else x)
 
 
 def tracked_idea_id(user_id: int, idea_id: str) -> str:

@@ -17,6 +17,7 @@ import math
 from decimal import Decimal
 
 import sqlalchemy as sa
+from optionsmath.decimals import to_decimal
 
 from app import errors
 from app.db import is_duplicate_key, utcnow
@@ -243,7 +244,7 @@ def _decide(conn, user_id, batch, keys, ids, tracked, market, context_id, decisi
                 context_id=context_id, decision_time=decision_time, strategy=idea.strategy, side=idea.side,
                 direction=idea.direction, strike=idea.strike, width=idea.width, dte=idea.dte,
                 expiration=idea.expiration, quantity=idea.quantity, entry_debit=idea.debit,
-                risk_unit=_risk_unit(idea), entry_spot=Decimal(repr(market["spot_price"])),
+                risk_unit=_risk_unit(idea), entry_spot=to_decimal(market["spot_price"]),
                 rule_score=rs.total, selector_params_version=params.version, regime=regime, version=1,
                 created_at=now, updated_at=now))  # the path columns start at their defaults
     try:

@@ -3,10 +3,10 @@ Welch on R2R, win rate, drawdown), the stopping-rules job, conclusion (promoting
 challenger through the registry) and abort. System-wide (admin). No Flask."""
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Mapping
 
 import sqlalchemy as sa
+from optionsmath.decimals import quantize
 
 from app import errors
 from app.db import utcnow
@@ -47,7 +47,7 @@ def create_experiment(conn, data: Mapping, *, actor_user_id: int | None = None) 
     values = dict(
         experiment_name=data["name"], description=data.get("description"),
         champion_model_id=champ["id"] if champ else None, challenger_model_id=ch["id"],
-        traffic_split=Decimal(str(round(float(data.get("traffic_split", 0.10)), 2))),
+        traffic_split=quantize(round(float(data.get("traffic_split", 0.10)), 2), 2),
         status="running", started_at=data.get("started_at") or now, regime=regime,
         champion_ml_weight=data.get("champion_ml_weight"),
         challenger_ml_weight=data.get("challenger_ml_weight"),
@@ -160,7 +160,7 @@ def _result_columns(result: Mapping) -> dict:
         winner = "no_difference"
     return dict(champion_win_rate=_dec4(ch.get("win_rate")),
                 challenger_win_rate=_dec4(cl.get("win_rate")),
-                p_value=None if p is None else Decimal(str(round(float(p), 6))), winner=winner)
+                p_value=None if p is None else quantize(round(float(p), 6), 6), winner=winner)
 
 
 def conclude_experiment(conn, experiment_id: int, *, promote_winner: bool = True,

@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from decimal import Decimal
 
 import sqlalchemy as sa
+from optionsmath.decimals import to_decimal
 
 from app import errors
 from app.db import new_id, utcnow
@@ -43,7 +44,7 @@ _PATH_COLUMNS = ledger.PathState.FIELDS
 def _d(x, default=ZERO) -> Decimal:
     if x is None:
         return default
-    return x if isinstance(x, Decimal) else Decimal(str(x))
+    return to_decimal(x)
 
 
 def _trade_idea(row) -> ideas.TradeIdea:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal
 
 import sqlalchemy as sa
+from optionsmath.decimals import quantize
 
 from app import errors
 from app.db import utcnow
@@ -254,7 +254,7 @@ def model_blob(conn, model_id: int) -> bytes:
 def _dec4(v):
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return None
-    return Decimal(str(round(float(v), 4)))
+    return quantize(round(float(v), 4), 4)
 
 
 def _parse_time(s):

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
+from optionsmath.decimals import quantize, to_decimal
 
 from plugins.mlloop.domain.calendar import VARIANCE_MINUTES_PER_YEAR, add_trading_days
 from plugins.mlloop.domain.features import MarketContext, MarketSnapshot
@@ -18,7 +19,7 @@ from plugins.mlloop.domain.ideas import STRATEGIES, TradeIdea
 from plugins.mlloop.domain.labels import Cohort, IdeaOutcome
 from plugins.mlloop.domain.rules import COMPONENTS, leg_arrays, score_arrays
 from plugins.mlloop.sim.config import (
-    BARS, BAR_MINUTES, CENT, DECISION_BARS, EXPIRY_P, FEE_PER_CONTRACT_CENTS, LEG_CONTRACTS,
+    BARS, BAR_MINUTES, DECISION_BARS, EXPIRY_P, FEE_PER_CONTRACT_CENTS, LEG_CONTRACTS,
     LONG_P, MAX_EXPIRY_DAYS, MAX_GEOMETRIC_R2R, MIN_PREMIUM_CENTS, NAMESPACE, POINTS, REGIMES,
     STRATEGY_P, STREAM_IDEAS, STREAM_TRADES, TICK_CENTS, TRIGGER_TYPES, T_FILL, WIDTHS,
 )
@@ -333,7 +334,7 @@ class SimDay:
             expiration=self._expiry_dates[k],
             dte=int(t["dte"][i]),
             debit=_dec_cents(t["debit_cents"][i]),
-            score=Decimal(repr(float(t["score"][i]))).quantize(CENT),
+            score=quantize(float(t["score"][i]), 2),
             decision_time=datetime.fromtimestamp(int(t["decision_ms"][i]) / 1000, timezone.utc),
             context_id=self._context_ids[int(t["bar"][i])],
         )
@@ -462,15 +463,15 @@ class SimDay:
             pnl = int(cums[j]) - cost
             out.append(IdeaSnapshot(
                 idea_id=self.idea_ids[i], snapshot_time=times[j], trigger_type=TRIGGER_TYPES[codes[j] - 1],
-                mark_price=Decimal(repr(round(float(vals[j]), 4))).quantize(Decimal("0.0001")),
+                mark_price=quantize(round(float(vals[j]), 4), 4),
                 underlying_price=_dec_cents(round(tl.spot[step] * 100)),
                 unrealized_pnl=_dec_cents(pnl),
                 pnl_percent=(Decimal(pnl * 100) / Decimal(risk)).quantize(Decimal("0.0001")) if risk else Decimal("0.0000"),
-                delta=Decimal(repr(round(float(greeks[0][j]), 4))),
-                gamma=Decimal(repr(round(float(greeks[1][j]), 6))),
-                theta=Decimal(repr(round(float(greeks[2][j]), 4))),
-                vega=Decimal(repr(round(float(greeks[3][j]), 4))),
-                vix_level=Decimal(repr(float(tl.vix[step]))).quantize(CENT)))
+                delta=to_decimal(round(float(greeks[0][j]), 4)),
+                gamma=to_decimal(round(float(greeks[1][j]), 6)),
+                theta=to_decimal(round(float(greeks[2][j]), 4)),
+                vega=to_decimal(round(float(greeks[3][j]), 4)),
+                vix_level=quantize(float(tl.vix[step]), 2)))
         return out
 
     def iter_pnl_events(self, traded_only: bool = True) -> Iterator[PnlEvent]:
