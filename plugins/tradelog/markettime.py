@@ -89,11 +89,8 @@ def previous_trading_day(day: dt.date, symbol: str = "SPX") -> dt.date:
 @lru_cache(maxsize=64)
 def exchange_tz(symbol: str = "SPX"):
     """The exchange's time zone (a ZoneInfo) for ``symbol``'s calendar."""
-    import optionsmath
-    if hasattr(optionsmath, "exchange_timezone"):
-        return optionsmath.exchange_timezone(root(symbol))
-    import exchange_calendars  # the same library optionsmath's calendars come from
-    return exchange_calendars.get_calendar(optionsmath.calendar_name(root(symbol))).tz
+    from optionsmath import markettime
+    return markettime.get_calendar(markettime.calendar_name(root(symbol))).tz
 
 
 def local_date(moment: dt.datetime, symbol: str = "SPX") -> dt.date:
