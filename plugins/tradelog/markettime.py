@@ -43,10 +43,13 @@ def default_settlement_type(symbol: str | None, underlying: str | None = None) -
 
 
 def settlement_time(symbol: str, expiry: dt.date, override: str | None = None) -> str:
-    if override:
-        return override
+    return override or _style(root(symbol), expiry)
+
+
+@lru_cache(maxsize=4096)
+def _style(sym: str, expiry: dt.date) -> str:
     import optionsmath
-    return optionsmath.settlement_style(root(symbol), expiry)
+    return optionsmath.settlement_style(sym, expiry)
 
 
 @lru_cache(maxsize=4096)

@@ -45,7 +45,7 @@ def daily_pnl(conn, user_id: int, *, start: dt.date | None = None, end: dt.date 
     symbol_of_leg = {r.id: pos[r.position_id].symbol for r in leg_rows}
     events: list[tuple] = []  # (time, order, kind, payload)
     q = sa.select(fills).join(positions, positions.c.id == fills.c.position_id) \
-        .where(positions.c.user_id == user_id).order_by(fills.c.position_version, fills.c.id)
+        .where(positions.c.user_id == user_id).order_by(fills.c.position_version, fills.c.seq)
     for i, f in enumerate(conn.execute(q)):
         events.append((f.occurred_at, 1, i, "fill", {"id": f.id, "leg_id": f.leg_id, "price": f.price,
                                                      "quantity": f.quantity, "fees": f.fees,

@@ -109,7 +109,7 @@ def chain(conn, user_id: int, position_id: str) -> dict:
     legs_by = service._legs(conn, ids)
     fills_by: dict[str, list[dict]] = {i: [] for i in ids}
     for f in conn.execute(sa.select(fills).where(fills.c.position_id.in_(ids))
-                          .order_by(fills.c.position_version, fills.c.id)):
+                          .order_by(fills.c.position_version, fills.c.seq)):
         fills_by[f.position_id].append(service.fill_out(f))
     out, cum_credit, cum_fees, cum_pnl = [], ZERO, ZERO, ZERO
     for x in rows:

@@ -173,7 +173,7 @@ class CloseIn(Schema):
                                               "before the last fill"})
 
 
-class SettleIn(Schema):
+class LegSettleIn(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(SETTLEMENT_KINDS),
                          metadata={"description": "expiration (worthless, or at intrinsic when cash-settled), "
                                                   "exercise (a long option), assignment (a short one)"})

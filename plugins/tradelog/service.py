@@ -74,10 +74,9 @@ def rehydrate(rep: dict) -> dict:
         rep[k] = Decimal(rep[k]) if rep.get(k) is not None else None
     rep.setdefault("rolled_from", None)
     rep.setdefault("chain_id", rep["id"])
-    rep["legs"] = [dict({"open_quantity": 0, "settlement_time": None, "settlement_type": None,
-                         "source_leg_id": None}, **leg,
-                        expiry=dt.date.fromisoformat(leg["expiry"]) if leg.get("expiry") else None,
-                        strike=Decimal(leg["strike"]) if leg.get("strike") is not None else None)
+    rep["legs"] = [{"open_quantity": 0, "settlement_time": None, "settlement_type": None, "source_leg_id": None,
+                    **leg, "expiry": dt.date.fromisoformat(leg["expiry"]) if leg.get("expiry") else None,
+                    "strike": Decimal(leg["strike"]) if leg.get("strike") is not None else None}
                    for leg in rep.get("legs") or []]
     return rep
 
@@ -118,7 +117,7 @@ def _fills(conn, position_id: str, as_of: dt.datetime | None = None) -> list[dic
     q = sa.select(fills).where(fills.c.position_id == position_id)
     if as_of is not None:
         q = q.where(fills.c.recorded_at <= as_of)
-    return [fill_out(r) for r in conn.execute(q.order_by(fills.c.position_version, fills.c.id))]
+    return [fill_out(r) for r in conn.execute(q.order_by(fills.c.position_version, fills.c.seq))]
 
 
 def _current(conn, user_id: int, position_id: str) -> dict | None:
@@ -266,7 +265,12 @@ def check_leg_specs(symbol: str, specs: list[dict], field: str = "legs") -> None
     for i, spec in enumerate(specs):
         if spec.get("instrument_type") == "option" and spec.get("expiry") is not None:
             expiry = spec["expiry"]
-            if not markettime.is_trading_day(expiry, symbol):
+            try:
+                trading = markettime.is_trading_day(expiry, symbol)
+            except ValueError as exc:  # outside the calendar's years
+                bad[str(i)] = {"expiry": [str(exc).split(": ", 1)[-1]]}
+                continue
+            if not trading:
                 before = markettime.previous_trading_day(expiry, symbol)
                 bad[str(i)] = {"expiry": [f"{expiry.isoformat()} is not a trading day of the exchange "
                                           f"(the previous one is {before.isoformat()})"]}
@@ -371,7 +375,9 @@ def append_fills(conn, r, legs_: list[dict], new: list[dict], *, now: dt.datetim
     keeps each leg's open quantity and the position's realized P&L and fees, bumps the
     version and opens a planned position. Emits nothing (the caller does). Returns
     ``(version, fill representations, position representation, books)``."""
-    existing = _fills(conn, r.id)
+    existing = [dict(f._mapping) for f in conn.execute(
+        sa.select(fills.c.id, fills.c.leg_id, fills.c.price, fills.c.quantity, fills.c.fees, fills.c.occurred_at)
+        .where(fills.c.position_id == r.id).order_by(fills.c.position_version, fills.c.seq))]
     ids = [f.get("id") or new_id() for f in new]
     candidates = [dict(f, id=i, kind=f.get("kind") or "trade", fees=f.get("fees") or ZERO,
                        occurred_at=to_ms(f["occurred_at"])) for f, i in zip(new, ids)]
@@ -395,8 +401,8 @@ def append_fills(conn, r, legs_: list[dict], new: list[dict], *, now: dt.datetim
     rows = [dict(id=c["id"], position_id=r.id, user_id=r.user_id, leg_id=c["leg_id"], price=c["price"],
                  quantity=c["quantity"], fees=c["fees"], occurred_at=c["occurred_at"], recorded_at=now,
                  order_id=c.get("order_id"), slippage=c.get("slippage"), position_version=version,
-                 kind=c["kind"], settlement_id=c.get("settlement_id"), fingerprint=c.get("fingerprint"))
-            for c in candidates]
+                 kind=c["kind"], settlement_id=c.get("settlement_id"), fingerprint=c.get("fingerprint"), seq=n)
+            for n, c in enumerate(candidates)]
     conn.execute(fills.insert(), rows)
     realized = lots.realized_by_fill(books_)
     reps = [{"id": c["id"], "leg_id": c["leg_id"], "price": _money(c["price"]), "quantity": c["quantity"],
@@ -455,11 +461,12 @@ def close_position(conn, user_id: int, position_id: str, data: dict, expected: i
         raise errors.VersionConflict(f"version {expected} is stale; current version is {r.version}",
                                      current=cur, current_version=r.version)
     now = utcnow()
-    closed_at = to_ms(data.get("closed_at") or now)
-    if closed_at > now + CLOCK_SKEW:
-        raise errors.field_error("closed_at", f"{closed_at.isoformat()} is in the future")
     fills_ = _fills(conn, position_id)
     last = max((f["occurred_at"] for f in fills_), default=None)
+    # no closed_at: now, or the last fill's time when a client's clock put it a little ahead
+    closed_at = to_ms(data.get("closed_at") or max(now, last or now))
+    if closed_at > now + CLOCK_SKEW:
+        raise errors.field_error("closed_at", f"{closed_at.isoformat()} is in the future")
     if last is not None and closed_at < last:
         raise errors.field_error("closed_at", f"before the position's last fill ({last.isoformat()})")
     legs_ = _legs(conn, [position_id])[position_id]

@@ -171,12 +171,13 @@ def _settle(conn, r, legs_: list[dict], leg: dict, kind: str, *, occurred_at=Non
     sid = new_id()
     for f in fills_:
         f["settlement_id"] = sid
+    recorded = utcnow()
     version, fill_reps, position, books_ = service.append_fills(
-        conn, r, legs_, fills_, now=now, fields=["quantity"] * len(fills_))
+        conn, r, legs_, fills_, now=recorded, fields=["quantity"] * len(fills_))
     row = dict(id=sid, user_id=r.user_id, position_id=r.id, leg_id=leg["id"], kind=kind, settlement_type=style,
                settlement_time=s["settlement_time"], quantity=close_qty, price=price, settlement_value=value,
                delivered_leg_id=delivered_leg_id, delivered_quantity=delivered, occurred_at=occurred_at,
-               recorded_at=now, position_version=version)
+               recorded_at=recorded, position_version=version)
     conn.execute(settlements.insert().values(**row))
     out = settlement_out(dict(row, price=service._money(price), settlement_value=service._money(value)))
     service._emit(conn, r.user_id, "LegSettled", "position", r.id, version,
@@ -228,7 +229,7 @@ def settle_expired(conn, now: dt.datetime | None = None, *, user_id: int | None 
     has passed by ``now``, from the recorded settlement prices; close positions left flat.
     Returns ``{checked, settled: [...], closed: [...], awaiting_settlement_price: [...]}``;
     ``progress(done, total)`` after each leg. Safe to run again: settled legs are flat."""
-    now = now or utcnow()
+    now = min(now or utcnow(), utcnow())  # never settle ahead of the real clock
     cond = [positions.c.status == "open", legs.c.instrument_type == "option", legs.c.open_quantity != 0,
             legs.c.expiry <= (now + dt.timedelta(days=1)).date()]
     if user_id is not None:

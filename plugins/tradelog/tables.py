@@ -76,6 +76,7 @@ fills = sa.Table(
     sa.Column("order_id", sa.String(36), nullable=True),
     sa.Column("slippage", Money(30, 4), nullable=True),
     sa.Column("position_version", sa.Integer, nullable=False),  # the version this fill made
+    sa.Column("seq", sa.Integer, nullable=False, server_default="0"),  # order within that version (0002)
     # 0002: trade | expiration | exercise | assignment | delivery, and the settlement it belongs to.
     sa.Column("kind", sa.String(12), nullable=False, server_default="trade"),
     sa.Column("settlement_id", sa.String(36), nullable=True),
@@ -193,7 +194,7 @@ marks = sa.Table(
 ADDED_0002 = {
     "tl_positions": ["rolled_from", "chain_id"],
     "tl_legs": ["settlement_time", "settlement_type", "source_leg_id", "open_quantity"],
-    "tl_fills": ["kind", "settlement_id", "fingerprint", "user_id"],
+    "tl_fills": ["kind", "settlement_id", "fingerprint", "user_id", "seq"],
     "tl_journal_entries": ["position_version", "risk_artifact_id", "risk_strategy_id", "risk_strategy_version"],
     "tl_orders": ["reduces_position"],
 }

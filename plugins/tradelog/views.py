@@ -87,7 +87,7 @@ class Close(MethodView):
 @positions_blp.route(f"/{ID}/legs/{LEG}/settle")
 class Settle(MethodView):
     @requires_if_match
-    @positions_blp.arguments(s.SettleIn)
+    @positions_blp.arguments(s.LegSettleIn)
     @positions_blp.response(201, s.SettleResult)
     @positions_blp.alt_response(200, schema=s.SettleResult, description="already settled that way: the same answer")
     def post(self, data, position_id, leg_id):
