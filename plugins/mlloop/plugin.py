@@ -1,11 +1,13 @@
-"""The mlloop plugin's whole surface (hookimpls only). Part 1 owns the data foundation
-(tables, scoring, ledger, labels, daily performance); part 2's registry, admin API and admin
-commands are joined in here."""
+"""The mlloop plugin's whole surface (hookimpls only): the ML feedback loop's tables, its API
+(/api/ml and the admin API /api/admin/ml), topics, consumers and ``tradeloop ml`` commands.
+
+Start-up imports stay light: the service layer and the ML core (pandas, scipy, CatBoost)
+load on first use, not when the app or the CLI starts."""
 from __future__ import annotations
 
 from app.hookspecs import hookimpl
 from app.plugins import migrations_branch
-from plugins.mlloop import admin_views, cli, handlers, immutable, registry, schemas, tables, views
+from plugins.mlloop import admin_views, cli, events, handlers, immutable, tables, views
 
 
 @hookimpl
@@ -15,7 +17,7 @@ def register_blueprints(app):
 
 @hookimpl
 def register_tables():
-    return list(tables.metadata.tables.values()) + list(registry.metadata.tables.values())
+    return list(tables.metadata.tables.values()) + list(tables.registry_metadata.tables.values())
 
 
 @hookimpl
@@ -25,7 +27,7 @@ def register_migrations():
 
 @hookimpl
 def register_topics():
-    return [schemas.DECISIONS_TOPIC, schemas.FEATURES_TOPIC, schemas.PNL_TOPIC, registry.TOPIC]
+    return events.TOPICS
 
 
 @hookimpl

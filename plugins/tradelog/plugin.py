@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from app.hookspecs import SSEStream, hookimpl
 from app.plugins import migrations_branch
-from plugins.tradelog import demo, handlers, schemas, tables, views
+from plugins.tradelog import cli, demo, handlers, schemas, tables, views
 
 PLUGIN_NAME = "tradelog"
 
@@ -36,6 +36,11 @@ def register_subscriptions():
 @hookimpl
 def register_sse_streams():
     return [SSEStream("/sse/trade-log", schemas.TOPIC.name, "Your positions' and orders' events, live.")]
+
+
+@hookimpl
+def register_commands():
+    return [cli.group]
 
 
 @hookimpl
