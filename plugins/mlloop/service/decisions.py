@@ -23,9 +23,10 @@ from app import errors
 from app.db import is_duplicate_key, utcnow
 from bus import outbox
 from bus.envelope import parse_time
-from plugins.mlloop import events
 from plugins.mlloop.domain import features as fx
 from plugins.mlloop.domain import ideas, labels, rules
+from plugins.mlloop.events import DECISIONS as DECISIONS_TOPIC
+from plugins.mlloop.events import FEATURES as FEATURES_TOPIC
 from plugins.mlloop.ml.scale import blend
 from plugins.mlloop.service import scoring_plan
 from plugins.mlloop.service.common import (
@@ -258,9 +259,9 @@ def _decide(conn, user_id, batch, keys, ids, tracked, market, context_id, decisi
                                   code="concurrent_scoring")
         raise
     for part in chunks(dec_specs, 5000):
-        events.DECISIONS.emit_many(conn, part)
+        DECISIONS_TOPIC.emit_many(conn, part)
     for part in chunks(feat_specs, 5000):
-        events.FEATURES.emit_many(conn, part)
+        FEATURES_TOPIC.emit_many(conn, part)
     return results
 
 
