@@ -15,7 +15,8 @@ from app.db import utcnow
 from bus.envelope import parse_time
 from plugins.mlloop.domain import features
 from plugins.mlloop.events import MODELS
-from plugins.mlloop.service.settings import lock_registry
+from plugins.mlloop.ml import gates
+from plugins.mlloop.service.settings import get_settings, lock_registry
 from plugins.mlloop.tables import (
     ml_drift_reports, ml_experiments, ml_model_audit, ml_models,
 )
@@ -41,7 +42,13 @@ def get_model(conn, model_id: int, *, with_metrics: bool = True) -> dict:
     r = conn.execute(sa.select(*cols).where(ml_models.c.id == model_id)).first()
     if r is None:
         raise errors.NotFound(f"model {model_id} not found")
-    return _model_out(r._mapping)
+    out = _model_out(r._mapping)
+    if with_metrics:
+        metrics = out["metrics"]
+        if isinstance(metrics, str):
+            metrics = out["metrics"] = json.loads(metrics)
+        out["gates"] = gate_report(conn, model_id, metrics or {})
+    return out
 
 
 def champion(conn, regime: str | None = None) -> dict | None:
@@ -146,14 +153,31 @@ def promotion_blockers(conn, model_id: int) -> list[dict]:
                                f"{', '.join(report['report'].get('drifted_features') or []) or 'score drift'}"
                                "; check drift for the candidate first",
                     "report_id": report["id"]})
+    for g in gates.failed(gate_report(conn, model_id)):
+        out.append({"code": f"gate_{g['name']}", "gate": g["name"], "message": g["message"],
+                    "value": g["value"], "threshold": g["threshold"]})
     return out
+
+
+def gate_report(conn, model_id: int, metrics: dict | None = None) -> dict:
+    """The promotion gates (``ml.gates``) on the model's recorded held-out evidence, with the
+    current gate settings."""
+    if metrics is None:
+        metrics = conn.execute(sa.select(ml_models.c.metrics).where(ml_models.c.id == model_id)).scalar()
+        if metrics is None:
+            raise errors.NotFound(f"model {model_id} not found")
+        if isinstance(metrics, str):
+            metrics = json.loads(metrics)
+    return gates.evaluate(metrics, gates.GateConfig.from_settings(get_settings(conn)))
 
 
 def promote(conn, model_id: int, *, actor_user_id: int | None = None, reason: str | None = None
             ) -> dict:
     """Make ``model_id`` the champion of its regime scope; the previous champion is retired.
 
-    Refused (409) on a feature-set mismatch or drift over threshold (``promotion_blockers``),
+    Refused (409) on a feature-set mismatch, drift over threshold or a failed promotion gate
+    (code ``gate_<name>``: too few held-out windows or samples, no skill beyond doubt, no
+    shuffled-label control, or no skill above it; ``promotion_blockers``),
     or when the model is already champion."""
     lock_registry(conn)
     m = get_model(conn, model_id, with_metrics=False)
