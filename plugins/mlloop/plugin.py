@@ -1,13 +1,13 @@
-"""The mlloop plugin's whole surface (hookimpls only). Part 1 owns the data foundation
-(tables, scoring, ledger, labels, daily performance); part 2's registry, admin API and admin
-commands are joined in here."""
+"""The mlloop plugin's whole surface (hookimpls only): the ML feedback loop's tables, its API
+(/api/ml and the admin API /api/admin/ml), topics, consumers and ``tradeloop ml`` commands.
+
+Start-up imports stay light: the service layer and the ML core (pandas, scipy, CatBoost)
+load on first use, not when the app or the CLI starts."""
 from __future__ import annotations
 
-import os
-
-from app.hookspecs import Topic, hookimpl
-from plugins.mlloop import admin_views, cli, handlers, immutable, registry, schemas, tables, views
-from plugins.mlloop.service import DECISIONS, FEATURES, PNL
+from app.hookspecs import hookimpl
+from app.plugins import migrations_branch
+from plugins.mlloop import admin_views, cli, events, handlers, immutable, tables, views
 
 
 @hookimpl
@@ -17,27 +17,17 @@ def register_blueprints(app):
 
 @hookimpl
 def register_tables():
-    return list(tables.metadata.tables.values()) + list(registry.metadata.tables.values())
+    return list(tables.metadata.tables.values()) + list(tables.registry_metadata.tables.values())
 
 
 @hookimpl
 def register_migrations():
-    return ("mlloop", os.path.join(os.path.dirname(__file__), "migrations"))
+    return migrations_branch(__name__)
 
 
 @hookimpl
 def register_topics():
-    topics = [
-        Topic(DECISIONS, "Immutable scoring decisions (scores, versions, model, arm, features), one per idea.",
-              {"DecisionRecorded": schemas.DecisionRecorded}),
-        Topic(FEATURES, "The feature snapshot of every decision, with its versions.",
-              {"FeatureSnapshotTaken": schemas.FeatureSnapshotTaken}),
-        Topic(PNL, "The P&L ledger: marks, fills, adjustments and settlements of tracked ideas.",
-              {"PnlRecorded": schemas.PnlRecorded}),
-    ]
-    if getattr(registry, "TOPIC", None) is not None:
-        topics.append(registry.TOPIC)
-    return topics
+    return events.TOPICS
 
 
 @hookimpl

@@ -1,10 +1,9 @@
 """The tradelog plugin's hooks: its whole surface on one screen."""
 from __future__ import annotations
 
-import os
-
-from app.hookspecs import SSEStream, Topic, hookimpl
-from plugins.tradelog import demo, handlers, schemas, tables, views
+from app.hookspecs import SSEStream, hookimpl
+from app.plugins import migrations_branch
+from plugins.tradelog import cli, demo, handlers, schemas, tables, views
 
 PLUGIN_NAME = "tradelog"
 
@@ -21,13 +20,12 @@ def register_tables():
 
 @hookimpl
 def register_migrations():
-    return ("tradelog", os.path.join(os.path.dirname(__file__), "migrations"))
+    return migrations_branch(__name__)
 
 
 @hookimpl
 def register_topics():
-    return [Topic("tradelog.events", "TradeLog domain events: positions, fills, closes, orders, "
-                  "risk-artifact references. Key: aggregate_id (position or order).", schemas.EVENTS)]
+    return [schemas.TOPIC]
 
 
 @hookimpl
@@ -37,7 +35,12 @@ def register_subscriptions():
 
 @hookimpl
 def register_sse_streams():
-    return [SSEStream("/sse/trade-log", "tradelog.events", "Your positions' and orders' events, live.")]
+    return [SSEStream("/sse/trade-log", schemas.TOPIC.name, "Your positions' and orders' events, live.")]
+
+
+@hookimpl
+def register_commands():
+    return [cli.group]
 
 
 @hookimpl

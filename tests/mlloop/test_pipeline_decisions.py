@@ -10,7 +10,9 @@ import sqlalchemy as sa
 
 from app import auth
 from bus.consumer import Group, Runner
-from plugins.mlloop import handlers, service, simulation
+from plugins.mlloop import handlers
+from plugins.mlloop.service import common as service
+from plugins.mlloop.sim import drive as simulation
 from plugins.mlloop.tables import (
     daily_performance, ml_decisions, ml_feature_snapshots, ml_labels, pnl_events, tracked_ideas,
 )
@@ -26,6 +28,12 @@ def _decision_counts(app, user_id):
     with app.extensions["tradeloop"].db.transaction() as c:
         return c.execute(sa.select(ml_decisions.c.id, sa.func.count()).where(ml_decisions.c.user_id == user_id)
                          .group_by(ml_decisions.c.id)).all()
+
+
+def _snapshot_count(app, user_id):
+    with app.extensions["tradeloop"].db.transaction() as c:
+        return c.execute(sa.select(sa.func.count()).select_from(ml_feature_snapshots)
+                         .where(ml_feature_snapshots.c.user_id == user_id)).scalar()
 
 
 def test_consumer_killed_mid_batch_leaves_one_record_per_decision(app, new_client, run_consumers):
@@ -65,7 +73,7 @@ def test_simulated_world_through_the_service(app, run_consumers):
     ext = app.extensions["tradeloop"]
     with ext.db.transaction() as c:
         user, _ = auth.create_user(c, f"sim_{uuid.uuid4().hex[:8]}")
-    summary = simulation.run(ext, user.id, days=2, ideas_per_day=150, seed=3, trade_fraction=0.05, consume=False)
+    summary = simulation.run(ext.db, user.id, days=2, ideas_per_day=150, seed=3, trade_fraction=0.05)
     run_consumers(app)
     assert summary.ideas == 300 and summary.settled == 300 and summary.settlement_mismatches == 0
     assert summary.traded == 16
@@ -85,7 +93,7 @@ def test_simulated_world_through_the_service(app, run_consumers):
         before = [dict(r._mapping, updated_at=None) for r in c.execute(
             sa.select(daily_performance).where(daily_performance.c.user_id == user.id).order_by(daily_performance.c.date))]
     assert before and sum(r["trade_count"] for r in before) == 16
-    from plugins.mlloop import outcomes
+    from plugins.mlloop.service import outcomes
     with ext.db.transaction() as c:
         outcomes.materialize(c, user.id)
         after = [dict(r._mapping, updated_at=None) for r in c.execute(
@@ -107,7 +115,8 @@ def test_decisions_over_kafka(app_factory, new_client, kafka_bootstrap, stack):
     import time
     deadline = time.monotonic() + 60
     try:
-        while len(_decision_counts(app, cl.user.id)) < 40:
+        # both streams: the decision rows and their feature snapshots (GET /decisions reads both)
+        while len(_decision_counts(app, cl.user.id)) < 40 or _snapshot_count(app, cl.user.id) < 40:
             assert time.monotonic() < deadline, runner.stats
             relay.run_once()
             runner.run_once(timeout=0.5)
