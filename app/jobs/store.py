@@ -127,17 +127,18 @@ def get_visible(conn: Connection, viewer, job_id: str) -> dict:
 
 
 def list_visible(conn: Connection, viewer, *, state: str | None = None, kind: str | None = None,
-                 limit: int = 50, before: dt.datetime | None = None) -> list[dict]:
-    """Newest first: the viewer's jobs, plus admin and scheduled jobs for an admin."""
-    q = sa.select(jobs).where(_visible(viewer))
+                 page: int = 1, page_size: int = 50) -> tuple[list[dict], int]:
+    """One page, newest first, of the viewer's jobs (plus admin and scheduled jobs for an
+    admin), and how many match in all."""
+    cond = [_visible(viewer)]
     if state:
-        q = q.where(jobs.c.state == state)
+        cond.append(jobs.c.state == state)
     if kind:
-        q = q.where(jobs.c.kind == kind)
-    if before is not None:
-        q = q.where(jobs.c.created_at < before)
-    rows = conn.execute(q.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit)).fetchall()
-    return [public(r) for r in rows]
+        cond.append(jobs.c.kind == kind)
+    total = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(*cond)).scalar()
+    rows = conn.execute(sa.select(jobs).where(*cond).order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+                        .limit(page_size).offset((page - 1) * page_size)).fetchall()
+    return [public(r) for r in rows], int(total)
 
 
 def request_cancel(conn: Connection, viewer, job_id: str) -> tuple[dict, bool]:

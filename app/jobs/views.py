@@ -5,14 +5,13 @@ admin's) and scheduled runs. Another user's job answers 404."""
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from app import conn, user
 from app import fields as tf
 from app.hookspecs import Topic
 from app.jobs import accepted, store, system
 from app.jobs.tables import STATES
+from app.web import Blueprint, Paged, conn, user
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/jobs",
                 description="Background jobs: long operations answer 202 with a Location here. "
@@ -62,8 +61,6 @@ class JobSubmit(Schema):
 class JobQuery(Schema):
     state = fields.String(validate=validate.OneOf(STATES))
     kind = fields.String(validate=validate.Length(min=1, max=100))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    before = tf.UtcDateTime(metadata={"description": "only jobs created before this (paging)"})
 
 
 class JobKindSchema(Schema):
@@ -108,9 +105,11 @@ TOPIC = Topic(store.TOPIC, "Background jobs' lifecycle and progress (host-owned;
 class Jobs(MethodView):
     @blp.arguments(JobQuery, location="query")
     @blp.response(200, JobSchema(many=True))
-    def get(self, args):
+    @blp.paginated
+    def get(self, args, pagination):
         """Your jobs, newest first (admins: also admin jobs and scheduled runs)."""
-        return store.list_visible(conn(), user(), **args)
+        return Paged(*store.list_visible(conn(), user(), **args, page=pagination.page,
+                                         page_size=pagination.page_size))
 
     @blp.arguments(JobSubmit)
     @blp.response(202, JobSchema, headers=LOCATION)
@@ -125,6 +124,7 @@ class Jobs(MethodView):
 @blp.route("/kinds")
 class Kinds(MethodView):
     @blp.response(200, JobKindSchema(many=True))
+    @blp.paginated
     def get(self):
         """The job kinds you may submit."""
         s, u = system(), user()
@@ -136,6 +136,7 @@ class Kinds(MethodView):
 @blp.route("/schedule")
 class ScheduleView(MethodView):
     @blp.response(200, ScheduleEntrySchema(many=True))
+    @blp.paginated
     def get(self):
         """The schedule (admin only): each entry, its timing, and its latest run."""
         import sqlalchemy as sa
@@ -155,6 +156,7 @@ class ScheduleView(MethodView):
 @blp.route("/<job_id>")
 class OneJob(MethodView):
     @blp.response(200, JobSchema)
+    @blp.versioned
     def get(self, job_id):
         """A job: state, progress, timings, result or error."""
         return store.get_visible(conn(), user(), job_id)
@@ -162,6 +164,7 @@ class OneJob(MethodView):
     @blp.response(200, JobSchema, description="cancelled (it had not started)")
     @blp.alt_response(202, schema=JobSchema, description="cancel requested: the running job stops at its next "
                                                          "progress report (state becomes cancelled)")
+    @blp.versioned
     def delete(self, job_id):
         """Cancel a job. 409 `job_finished` when it already ended."""
         job, finished = system().cancel(conn(), user(), job_id)

@@ -185,7 +185,7 @@ def test_hook_register_schedule(app_factory, new_client):
     first = ext.jobs.schedule.tick(now)
     again = ext.jobs.schedule.tick(now + dt.timedelta(seconds=20))  # same slot (03:04)
     admin = new_client(ext.app, admin=True)
-    mine = [j for j in admin.get("/api/jobs?kind=notes.admin_count&limit=500").json if j["id"] in first]
+    mine = [j for j in admin.get("/api/jobs?kind=notes.admin_count&page_size=500").json if j["id"] in first]
     assert again == [] and len(mine) == 1 and mine[0]["schedule"] == "notes.count_all"
     assert mine[0]["user_id"] is None and mine[0]["admin"] is True
 

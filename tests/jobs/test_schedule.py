@@ -77,7 +77,7 @@ def test_ticks_submit_each_slot_once_and_coalesce_missed_slots(app_factory, new_
     # the scheduled runs are jobs with records, run like any other
     ext.jobs.run_pending()
     admin = new_client(app, admin=True)
-    runs = [j for j in admin.get("/api/jobs?kind=notes.admin_count&limit=500").json if j["id"] in ids]
+    runs = [j for j in admin.get("/api/jobs?kind=notes.admin_count&page_size=500").json if j["id"] in ids]
     assert len(runs) == 3 and all(j["state"] == "succeeded" and j["schedule"] == "notes.count_all" for j in runs)
     listed = {e["name"]: e for e in admin.get("/api/jobs/schedule").json}
     assert listed["notes.count_all"]["enabled"] and listed["notes.count_all"]["timing"] == "every 60 s"
