@@ -196,23 +196,8 @@ class JobSystem:
             return store.public(store.get(conn, job["id"]))
 
 
-# -- for views (Flask) ------------------------------------------------------------------
-def system():
-    from flask import current_app
-    return current_app.extensions["tradeloop"].jobs
-
-
-def submit(conn, kind: str, params: dict | None = None, *, user=None) -> dict:
-    """Submit a job on behalf of the signed-in ``user`` (an ``app.auth.User``) in the
-    request's transaction. See ``JobSystem.submit`` for the errors."""
-    return system().submit(conn, kind, params, user_id=user.id if user else None,
-                           is_admin=bool(user and user.is_admin))
-
-
-def accepted(job: dict):
-    """``202 Accepted`` with ``Location: /api/jobs/{id}`` and the job as the body: what a
-    view returns for a long operation (document it with ``@blp.response(202, JobSchema)``)."""
-    return job, 202, {"Location": f"/api/jobs/{job['id']}"}
+# -- for views (Flask): app.jobs.web, re-exported here --------------------------------
+from app.jobs.web import accepted, submit, system  # noqa: E402,F401
 
 
 def init_app(app, ext) -> None:

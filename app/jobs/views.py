@@ -9,7 +9,8 @@ from marshmallow import Schema, fields, validate
 
 from app import fields as tf
 from app.hookspecs import Topic
-from app.jobs import accepted, store, system
+from app.jobs import store
+from app.jobs.web import accepted, system
 from app.jobs.tables import STATES
 from app.web import Blueprint, Paged, conn, user
 
