@@ -74,20 +74,22 @@ def call(fn, **available):
 class Progress:
     """The ``progress(fraction, message="")`` callback a job function receives.
 
-    ``fraction`` is clamped to 0..1. Writes (row + ``JobProgressed`` event) are throttled to
-    one per ``interval`` seconds (``JOBS_PROGRESS_SECONDS``; completion writes 1.0). Raises ``JobCancelled`` once a cancel was requested and
-    ``LeaseLost`` once this run no longer holds the job, so the work stops there.
+    ``fraction`` is clamped to 0..1. The call only records the value: the run's ``Heartbeat``
+    thread writes it (row + ``JobProgressed`` event), at most once per ``interval`` seconds
+    (``JOBS_PROGRESS_SECONDS``; completion writes 1.0). So reporting never waits on the
+    database — a job may report from inside its own write transaction, which on SQLite (one
+    writer) would otherwise wait on itself. Raises ``JobCancelled`` once a cancel was requested
+    and ``LeaseLost`` once this run no longer holds the job, so the work stops there.
     ``listeners`` (e.g. a terminal progress bar) see every call, unthrottled."""
 
-    def __init__(self, db, job_id: str, token: str, *, lease_seconds: float, interval: float, listeners=()):
-        self.db, self.job_id, self.token = db, job_id, token
-        self.lease_seconds, self.interval = lease_seconds, interval
+    def __init__(self, job_id: str, listeners=()):
+        self.job_id = job_id
         self.listeners = list(listeners)
         self.cancel_requested = False
         self.lost = False
-        self._last_write = 0.0
         self.fraction, self.message = 0.0, ""
-        self.writes = 0
+        self.changes = 0
+        self.changed = threading.Event()
 
     def __call__(self, fraction, message: str = "") -> None:
         try:
@@ -96,18 +98,10 @@ class Progress:
             fraction = self.fraction
         fraction = min(1.0, max(0.0, fraction if fraction == fraction else self.fraction))
         self.fraction, self.message = fraction, str(message or "")
+        self.changes += 1
+        self.changed.set()
         for listener in self.listeners:
             listener(fraction, self.message)
-        self.check()
-        now = time.monotonic()
-        if now - self._last_write < self.interval:
-            return
-        self._last_write = now
-        with self.db.transaction() as conn:
-            if store.report_progress(conn, self.job_id, self.token, fraction, self.message,
-                                     lease_seconds=self.lease_seconds):
-                self.cancel_requested = True
-        self.writes += 1
         self.check()
 
     def check(self) -> None:
@@ -118,10 +112,14 @@ class Progress:
 
 
 class Heartbeat:
-    """Extends the run's lease every ``lease_seconds / 3`` on its own thread."""
+    """The run's writer thread: writes reported progress (throttled to ``interval``) and,
+    when there is none, extends the lease every ``lease_seconds / 3``; it tells the run when a
+    cancel was requested or the lease was lost."""
 
-    def __init__(self, db, progress: Progress, lease_seconds: float):
-        self.db, self.progress, self.lease_seconds = db, progress, lease_seconds
+    def __init__(self, db, progress: Progress, token: str, *, lease_seconds: float, interval: float):
+        self.db, self.progress, self.token = db, progress, token
+        self.lease_seconds, self.interval = lease_seconds, interval
+        self.writes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{progress.job_id[:8]}", daemon=True)
 
@@ -131,20 +129,39 @@ class Heartbeat:
 
     def stop(self):
         self._stop.set()
+        self.progress.changed.set()
         self._thread.join(timeout=5)
 
     def _run(self):
-        while not self._stop.wait(self.lease_seconds / 3.0):
+        p = self.progress
+        written, last = 0, time.monotonic()
+        while not self._stop.is_set():
+            p.changed.wait(max(self.lease_seconds / 3.0 - (time.monotonic() - last), 0.01))
+            if self._stop.is_set():
+                return
+            pending = p.changes != written
+            if not pending and time.monotonic() - last < self.lease_seconds / 3.0:
+                continue
+            p.changed.clear()
             try:
                 with self.db.transaction() as conn:
-                    if store.heartbeat(conn, self.progress.job_id, self.progress.token,
-                                       lease_seconds=self.lease_seconds):
-                        self.progress.cancel_requested = True
+                    if pending:
+                        written = p.changes
+                        cancel = store.report_progress(conn, p.job_id, self.token, p.fraction, p.message,
+                                                       lease_seconds=self.lease_seconds)
+                        self.writes += 1
+                    else:
+                        cancel = store.heartbeat(conn, p.job_id, self.token, lease_seconds=self.lease_seconds)
+                if cancel:
+                    p.cancel_requested = True
             except LeaseLost:
-                self.progress.lost = True
+                p.lost = True
                 return
             except Exception:
-                log.warning("heartbeat of job %s failed; retrying", self.progress.job_id, exc_info=True)
+                log.warning("heartbeat of job %s failed; retrying", p.job_id, exc_info=True)
+            last = time.monotonic()
+            if self.interval:
+                self._stop.wait(self.interval)
 
 
 def execute(system, job_id: str, *, waits: int = 0, listeners=(), token_and_job=None) -> str | None:
@@ -166,15 +183,15 @@ def execute(system, job_id: str, *, waits: int = 0, listeners=(), token_and_job=
         job, token = claimed
     else:
         job, token = token_and_job
-    progress = Progress(ext.db, job_id, token, lease_seconds=lease,
-                        interval=float(cfg["JOBS_PROGRESS_SECONDS"]), listeners=listeners)
+    progress = Progress(job_id, listeners=listeners)
     kind = system.kinds.get(job["kind"])
     if kind is None:
         with ext.db.transaction() as conn:
             store.fail(conn, job_id, token, {"code": "unknown_kind", "message": (
                 f"no enabled plugin declares job kind {job['kind']!r} on this worker")})
         return "failed"
-    beat = Heartbeat(ext.db, progress, lease).start()
+    beat = Heartbeat(ext.db, progress, token, lease_seconds=lease,
+                     interval=float(cfg["JOBS_PROGRESS_SECONDS"])).start()
     IN_FLIGHT[job_id] = token
     try:
         return _run(system, kind, job, job_id, token, progress, beat, listeners)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from app.web import Blueprint, conn
+from app import jobs
+from app.web import Blueprint, conn, user
 from app.auth import require_admin
+from app.jobs.views import LOCATION as JOB_LOCATION, JobSchema
 from plugins.mlloop import service
 from plugins.mlloop.admin_schemas import (
     AuditSchema, CheckList, Checklist, ConcludeIn, DriftIn, DriftQuery,
@@ -48,15 +50,14 @@ class Models(MethodView):
 @blp.route("/models/train")
 class Train(MethodView):
     @blp.arguments(TrainIn)
-    @blp.response(201, ModelDetail)
+    @blp.response(202, JobSchema, headers=JOB_LOCATION)
     def post(self, data):
         """Train a model on every user's settled ideas (walk-forward, purged, embargoed) and
-        register it as `validating`. Runs synchronously: meant for small data; use
-        `tradeloop ml train` for real runs. 409 `insufficient_data` when too few ideas."""
-        actor = _admin()
-        return service.training.train(conn(), params=data["params"], options=data["options"],
-                              regime=data.get("regime"), actor_user_id=actor,
-                              description=data.get("description"))
+        register it as `validating` — as a background job (`mlloop.train`): 202 with
+        `Location: /api/jobs/{id}`; the job's result is the registered model (as GET
+        /models/{id}), its error e.g. 409 `insufficient_data` when too few ideas."""
+        _admin()
+        return jobs.accepted(jobs.submit(conn(), "mlloop.train", data, user=user()))
 
 
 @blp.route(f"/models/{MID}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from app.hookspecs import hookimpl
 from app.plugins import migrations_branch
-from plugins.mlloop import admin_views, cli, events, handlers, immutable, tables, views
+from plugins.mlloop import admin_views, cli, events, handlers, immutable, jobs, tables, views
 
 
 @hookimpl
@@ -38,6 +38,16 @@ def register_subscriptions():
 @hookimpl
 def register_commands():
     return [cli.ml]
+
+
+@hookimpl
+def register_job_kinds():
+    return jobs.KINDS
+
+
+@hookimpl
+def register_schedule():
+    return jobs.SCHEDULE
 
 
 @hookimpl

@@ -32,9 +32,11 @@ def test_submit_answers_202_with_location_then_the_job_shows_progress_timings_an
     assert job["result"]["steps"] == 5 and job["error"] is None
     assert job["started_at"] >= job["created_at"] and job["finished_at"] >= job["started_at"]
     assert job["run_seconds"] >= 0.05 and job["queued_seconds"] >= 0
-    # every step reported (throttle 0 here), one start and one success
+    # progress written by the run's writer thread (throttle 0 here: as fast as it can, so
+    # between one and every step), one start and one success
     evs = events_of(ext, job["id"])
-    assert evs[:2] == ["JobQueued", "JobStarted"] and evs.count("JobProgressed") == 5 and evs[-1] == "JobSucceeded"
+    assert evs[:2] == ["JobQueued", "JobStarted"] and 1 <= evs.count("JobProgressed") <= 5
+    assert evs[-1] == "JobSucceeded"
 
 
 def test_progress_events_are_throttled(app_factory, new_client):

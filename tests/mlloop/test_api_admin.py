@@ -66,6 +66,19 @@ def test_admin_only(app, new_client, method, path):
     assert anon.status_code == 401
 
 
+def train_job(app, admin, body) -> dict:
+    """POST /models/train answers 202 with the job's Location; a worker (here: this process,
+    through the real queue) runs it; the job's result is the registered model."""
+    r = admin.post("/api/admin/ml/models/train", json=body)
+    assert r.status_code == 202 and r.headers["Location"] == f"/api/jobs/{r.json['id']}", r.json
+    assert r.json["kind"] == "mlloop.train" and r.json["state"] == "queued"
+    app.extensions["tradeloop"].jobs.run_pending()
+    job = admin.get(r.headers["Location"]).json
+    assert job["state"] == "succeeded", job
+    assert job["progress"] == 1.0 and job["message"] == "done"
+    return admin.get(f"/api/admin/ml/models/{job['result']['id']}").json
+
+
 def test_train_promote_score_experiment_replay_evaluate(app, new_client, run_consumers):
     admin = new_client(app, admin=True)
     trader = new_client(app)
@@ -77,14 +90,10 @@ def test_train_promote_score_experiment_replay_evaluate(app, new_client, run_con
     # -- train twice (the second a challenger), refuse a mismatched feature set, promote
     body = {"params": {**SMALL_PARAMS, "iterations": 40}, "options": SMALL_OPTIONS,
             "description": "api"}
-    r = admin.post("/api/admin/ml/models/train", json=body)
-    assert r.status_code == 201, r.json
-    champ = r.json
+    champ = train_job(app, admin, body)
     assert champ["status"] == "validating" and champ["feature_set_version"] == features.FEATURE_SET_VERSION
     assert champ["metrics"]["pooled"]["n"] > 0
-    r = admin.post("/api/admin/ml/models/train",
-                   json={**body, "params": {**body["params"], "random_seed": 8}})
-    challenger = r.json
+    challenger = train_job(app, admin, {**body, "params": {**body["params"], "random_seed": 8}})
     assert challenger["model_version"] == champ["model_version"] + 1
     with db.transaction() as c:
         c.execute(ml_models.update().where(ml_models.c.id == challenger["id"])
