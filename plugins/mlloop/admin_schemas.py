@@ -70,10 +70,6 @@ class ModelDetail(ModelSchema):
     gates = fields.Nested(Gates, required=True, metadata={"description": "the promotion gates, with the current settings"})
 
 
-class ModelList(Schema):
-    models = fields.List(fields.Nested(ModelSchema), required=True)
-
-
 class TrainParams(Schema):
     iterations = fields.Integer(validate=validate.Range(1, 2000))
     depth = fields.Integer(validate=validate.Range(1, 10))
@@ -134,10 +130,6 @@ class AuditSchema(Schema):
     at = tf.UtcDateTime(required=True)
 
 
-class AuditList(Schema):
-    audit = fields.List(fields.Nested(AuditSchema), required=True)
-
-
 class SettingsSchema(Schema):
     ml_weight = fields.Float(validate=validate.Range(0.0, 1.0),
                              metadata={"description": "blend weight; 0 = shadow (scored, ranking unchanged)"})
@@ -192,10 +184,6 @@ class DriftQuery(Schema):
     model_id = fields.Integer(validate=validate.Range(1, 2**31 - 1))
 
 
-class DriftList(Schema):
-    reports = fields.List(fields.Nested(DriftReportSchema), required=True)
-
-
 class ExperimentIn(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     description = fields.String(allow_none=True, validate=validate.Length(max=2000))
@@ -240,10 +228,6 @@ class ExperimentSchema(Schema):
 
 class ExperimentQuery(Schema):
     status = fields.String(validate=validate.OneOf(EXPERIMENT_STATUSES))
-
-
-class ExperimentList(Schema):
-    experiments = fields.List(fields.Nested(ExperimentSchema), required=True)
 
 
 class ConcludeIn(ReasonIn):

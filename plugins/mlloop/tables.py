@@ -27,7 +27,6 @@ from app.db import JSONType, Money, UtcDateTime
 metadata = sa.MetaData()            # part 1: migration mlloop_0001
 registry_metadata = sa.MetaData()   # the model registry: migration mlloop_0002
 
-MODELS_TOPIC = "mlloop.models"
 
 _BIGINT_PK = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements INTEGER only
 

@@ -96,7 +96,7 @@ def test_train_promote_score_experiment_replay_evaluate(app, new_client, run_con
                   .values(feature_set_version=features.FEATURE_SET_VERSION))
     r = admin.post(f"/api/admin/ml/models/{champ['id']}/promote", json={"reason": "go"})
     assert r.status_code == 200 and r.json["status"] == "champion", r.json
-    audit = admin.get(f"/api/admin/ml/models/{champ['id']}/audit").json["audit"]
+    audit = admin.get(f"/api/admin/ml/models/{champ['id']}/audit").json
     assert [a["action"] for a in audit][:1] == ["promoted"] and audit[0]["actor_user_id"] == admin.user.id
     assert admin.put("/api/admin/ml/settings", json={"ml_weight": 0.3}).json["ml_weight"] == 0.3
 

@@ -12,13 +12,13 @@ from optionsmath.decimals import quantize
 
 from app import errors
 from app.db import utcnow
-from bus import outbox
 from bus.envelope import parse_time
 from plugins.mlloop.domain import features
+from plugins.mlloop.events import MODELS
 from plugins.mlloop.ml import gates
 from plugins.mlloop.service.settings import get_settings, lock_registry
 from plugins.mlloop.tables import (
-    MODELS_TOPIC, ml_drift_reports, ml_experiments, ml_model_audit, ml_models,
+    ml_drift_reports, ml_experiments, ml_model_audit, ml_models,
 )
 
 MODEL_NAME = "trade_selector"
@@ -93,12 +93,6 @@ def _set_status(conn, model_id: int, status: str, **values) -> None:
                  .values(status=status, **values))
 
 
-def _emit(conn, type_: str, aggregate_id, payload: dict, actor=None) -> None:
-    outbox.emit(conn, MODELS_TOPIC, type_, aggregate_type="ml_model" if "Experiment" not in type_
-                else "ml_experiment", aggregate_id=str(aggregate_id), aggregate_version=None,
-                payload=payload, user_id=actor)
-
-
 def register_model(conn, model, *, regime: str | None, dataset_hash: str,
                    reference: dict | None, actor_user_id: int | None = None,
                    description: str | None = None, name: str = MODEL_NAME,
@@ -131,12 +125,13 @@ def register_model(conn, model, *, regime: str | None, dataset_hash: str,
     model_id = conn.execute(ml_models.insert().values(**values)).inserted_primary_key[0]
     _audit(conn, model_id, "registered", None, "validating", regime=regime, actor=actor_user_id,
            reason=description)
-    _emit(conn, "ModelTrained", model_id, {
+    MODELS.emit(conn, "ModelTrained", aggregate_type="ml_model", aggregate_id=str(model_id),
+                user_id=actor_user_id, payload={
         "model_id": model_id, "model_name": name, "model_version": version,
         "content_id": model.model_id, "regime": regime,
         "feature_set_version": feature_set_version, "dataset_hash": dataset_hash,
         "parent_model_id": values["parent_model_id"],
-        "metrics": {k: v for k, v in agg.items() if isinstance(v, (int, float))}}, actor_user_id)
+        "metrics": {k: v for k, v in agg.items() if isinstance(v, (int, float))}})
     return get_model(conn, model_id)
 
 
@@ -223,9 +218,10 @@ def promote(conn, model_id: int, *, actor_user_id: int | None = None, reason: st
     _set_status(conn, model_id, "champion", deployed_at=now, retired_at=None)
     _audit(conn, model_id, "promoted", m["status"], "champion", regime=m["regime"],
            replaced=old["id"] if old else None, actor=actor_user_id, reason=reason)
-    _emit(conn, "ModelPromoted", model_id, {
+    MODELS.emit(conn, "ModelPromoted", aggregate_type="ml_model", aggregate_id=str(model_id),
+                user_id=actor_user_id, payload={
         "model_id": model_id, "regime": m["regime"], "to_status": "champion",
-        "replaced_model_id": old["id"] if old else None, "reason": reason}, actor_user_id)
+        "replaced_model_id": old["id"] if old else None, "reason": reason})
     return get_model(conn, model_id)
 
 
@@ -260,9 +256,9 @@ def rollback(conn, *, regime: str | None = None, feature_set_version: str = feat
     _set_status(conn, prev, "champion", deployed_at=now, retired_at=None)
     _audit(conn, prev, "restored", prev_row["status"], "champion", regime=regime,
            replaced=before, actor=actor_user_id, reason=reason)
-    _emit(conn, "ModelRolledBack", prev, {"model_id": prev, "regime": regime,
-                                          "replaced_model_id": current["id"], "reason": reason},
-          actor_user_id)
+    MODELS.emit(conn, "ModelRolledBack", aggregate_type="ml_model", aggregate_id=str(prev),
+                user_id=actor_user_id, payload={"model_id": prev, "regime": regime,
+                                          "replaced_model_id": current["id"], "reason": reason})
     return get_model(conn, prev)
 
 
