@@ -27,12 +27,11 @@ from app.concurrency import versioned_update
 from app.db import new_id, to_ms, utcnow
 from bus import outbox
 from bus.envelope import dumps, parse_time
-from plugins.tradelog import derived, lots, markettime
+from plugins.tradelog import derived, lots, markettime, schemas
 from plugins.tradelog.tables import (
     fills, legs, marks, position_versions, positions, risk_artifacts,
 )
 
-TOPIC = "tradelog.events"
 ZERO = Decimal(0)
 #: How far in the future a fill's (or close's) market time may be: clocks differ a little.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -229,7 +228,7 @@ def build_snapshot(rep: dict, fills_: list[dict], at: dt.datetime, as_of=None, m
 
 def position_events(conn, user_id: int, position_id: str) -> list[dict]:
     _row(conn, user_id, position_id)
-    return [e.to_dict() for e in outbox.read(conn, TOPIC, 0, user_id=user_id, aggregate_id=position_id,
+    return [e.to_dict() for e in outbox.read(conn, TOPIC.name, 0, user_id=user_id, aggregate_id=position_id,
                                              limit=100_000)]
 
 
@@ -274,17 +273,28 @@ def _save_version(conn, rep: dict) -> None:
         conn.execute(position_versions.insert().values(**row))
 
 
-def _emit(conn, user_id, type_, aggregate_type, aggregate_id, version, payload, occurred_at=None):
-    spec = dict(type=type_, aggregate_type=aggregate_type, aggregate_id=aggregate_id, aggregate_version=version,
-                payload=payload, user_id=user_id, occurred_at=occurred_at)
-    buf = conn.info.get(BUFFER)
-    if buf is not None:
-        buf["events"].append(spec)
-    else:
-        outbox.emit_many(conn, TOPIC, [spec])
-
-
 BUFFER = "tradelog.write_buffer"
+
+
+class _Topic:
+    """``schemas.TOPIC`` whose ``emit`` is held back during bulk work (``buffered``)."""
+
+    def __init__(self, topic):
+        self._topic = topic
+
+    def __getattr__(self, name):
+        return getattr(self._topic, name)
+
+    def emit(self, conn, type, **kw):
+        buf = conn.info.get(BUFFER)
+        if buf is None:
+            return self._topic.emit(conn, type, **kw)
+        self._topic._check(type)
+        buf["events"].append(dict(kw, type=type))
+        return None
+
+
+TOPIC = _Topic(schemas.TOPIC)
 
 
 @contextlib.contextmanager
@@ -302,7 +312,7 @@ def buffered(conn):
         conn.info.pop(BUFFER, None)
     if buf["versions"]:
         conn.execute(position_versions.insert(), buf["versions"])
-    outbox.emit_many(conn, TOPIC, buf["events"])
+    schemas.TOPIC.emit_many(conn, buf["events"])
 
 
 def check_leg_specs(symbol: str, specs: list[dict], field: str = "legs") -> None:
@@ -357,7 +367,9 @@ def create_position(conn, user_id: int, data: dict, *, order_id: str | None = No
            "fees": None, "source_order_id": order_id, "rolled_from": rolled_from, "chain_id": chain_id or pid,
            "created_at": now, "updated_at": now}
     _save_version(conn, rep)
-    _emit(conn, user_id, "PositionCreated", "position", pid, 1, {"position": rep}, now)
+    TOPIC.emit(conn, "PositionCreated", aggregate_type="position", aggregate_id=pid, aggregate_version=1,
+               user_id=user_id, occurred_at=now,
+               payload={"position": rep})
     return rep
 
 
@@ -397,7 +409,9 @@ def update_position(conn, user_id: int, position_id: str, data: dict, expected: 
     change = "legs_added" if data.get("add_legs") else "legs_changed" if data.get("update_legs") else "updated"
     rep = _current(conn, user_id, position_id)
     _save_version(conn, rep)
-    _emit(conn, user_id, "PositionAdjusted", "position", position_id, version, {"position": rep, "change": change}, now)
+    TOPIC.emit(conn, "PositionAdjusted", aggregate_type="position", aggregate_id=position_id, aggregate_version=version,
+               user_id=user_id, occurred_at=now,
+               payload={"position": rep, "change": change})
     return rep
 
 
@@ -526,9 +540,10 @@ def record_fills(conn, user_id: int, position_id: str, items: list[dict]) -> lis
     done = append_changes(conn, r, legs_, [[item] for item in items], now=now)
     out = []
     for item, (version, (fill_rep,), rep, books_) in zip(items, done):
-        _emit(conn, user_id, "FillRecorded", "position", position_id, version,
-              {"position_id": position_id, "fill": fill_rep, "slippage": _money(item.get("slippage")),
-               "leg": leg_state(books_[item["leg_id"]])}, fill_rep["occurred_at"])
+        TOPIC.emit(conn, "FillRecorded", aggregate_type="position", aggregate_id=position_id,
+                   aggregate_version=version, user_id=user_id, occurred_at=fill_rep["occurred_at"],
+                   payload={"position_id": position_id, "fill": fill_rep, "slippage": _money(item.get("slippage")),
+                            "leg": leg_state(books_[item["leg_id"]])})
         out.append({"fill": fill_rep, "position": rep})
     return out
 
@@ -585,9 +600,10 @@ def close_position(conn, user_id: int, position_id: str, data: dict, expected: i
         current=lambda: _current(conn, user_id, position_id))
     rep = _current(conn, user_id, position_id)
     _save_version(conn, rep)
-    _emit(conn, user_id, "PositionClosed", "position", position_id, version,
-          {"position_id": position_id, "realized_pnl": rep["realized_pnl"], "fees": rep["fees"],
-           "closed_at": closed_at}, closed_at)
+    TOPIC.emit(conn, "PositionClosed", aggregate_type="position", aggregate_id=position_id, aggregate_version=version,
+               user_id=user_id, occurred_at=closed_at,
+               payload={"position_id": position_id, "realized_pnl": rep["realized_pnl"], "fees": rep["fees"],
+           "closed_at": closed_at})
     return rep
 
 
@@ -610,7 +626,9 @@ def record_marks(conn, user_id: int, position_id: str, data: dict) -> dict:
     conn.execute(marks.insert(), rows)
     out = {"position_id": position_id, "marked_at": marked_at,
            "marks": [{"leg_id": m["leg_id"], "price": _money(m["price"])} for m in rows]}
-    _emit(conn, user_id, "LegsMarked", "position", position_id, r.version, out, marked_at)
+    TOPIC.emit(conn, "LegsMarked", aggregate_type="position", aggregate_id=position_id, aggregate_version=r.version,
+               user_id=user_id, occurred_at=marked_at,
+               payload=out)
     return out
 
 
@@ -633,8 +651,10 @@ def link_risk_artifact(conn, user_id: int, position_id: str, data: dict) -> tupl
     conn.execute(risk_artifacts.insert().values(position_id=position_id, artifact_id=data["artifact_id"],
                                                 user_id=user_id, computed_at=data["computed_at"], linked_at=now,
                                                 position_version=version))
-    _emit(conn, user_id, "RiskArtifactLinked", "position", position_id, r.version,
-          {"position_id": position_id, "artifact_id": data["artifact_id"], "computed_at": data["computed_at"]})
+    TOPIC.emit(conn, "RiskArtifactLinked", aggregate_type="position", aggregate_id=position_id,
+               aggregate_version=r.version, user_id=user_id,
+               payload={"position_id": position_id, "artifact_id": data["artifact_id"],
+                        "computed_at": data["computed_at"]})
     return {"position_id": position_id, "artifact_id": data["artifact_id"],
             "computed_at": data["computed_at"], "linked_at": now, "position_version": version}, True
 

@@ -87,10 +87,12 @@ def import_file(conn, user_id: int, content: bytes, options: dict,
     if dry_run:  # nothing written: not even a record of it
         return out
     conn.execute(imports.insert().values(**record))
-    service._emit(conn, user_id, "ExecutionsImported", "import", record["id"], 1,
-                  {"import_id": record["id"], "format": fmt, "dry_run": record["dry_run"], "rows": report["rows"],
-                   "positions_created": len(report["positions_created"]), "fills_recorded": report["fills_recorded"],
-                   "duplicates": len(report["duplicates"]), "rejected": len(report["rejected"])}, record["finished_at"])
+    service.TOPIC.emit(conn, "ExecutionsImported", aggregate_type="import", aggregate_id=record["id"],
+                       aggregate_version=1, user_id=user_id, occurred_at=record["finished_at"],
+                       payload={"import_id": record["id"], "format": fmt, "dry_run": record["dry_run"],
+                                "rows": report["rows"], "positions_created": len(report["positions_created"]),
+                                "fills_recorded": report["fills_recorded"], "duplicates": len(report["duplicates"]),
+                                "rejected": len(report["rejected"])})
     return out
 
 
@@ -111,7 +113,9 @@ def get_import(conn, user_id: int, import_id: str) -> dict:
     return _out(r)
 
 
-def list_imports(conn, user_id: int, limit: int = 50) -> list[dict]:
-    q = sa.select(imports).where(imports.c.user_id == user_id).order_by(imports.c.created_at.desc(),
-                                                                        imports.c.id).limit(limit)
-    return [_out(r) for r in conn.execute(q)]
+def list_imports(conn, user_id: int, *, page: int = 1, page_size: int = 50) -> tuple[list[dict], int]:
+    """One page of your imports, newest first, and how many there are."""
+    total = conn.execute(sa.select(sa.func.count()).select_from(imports).where(imports.c.user_id == user_id)).scalar()
+    q = sa.select(imports).where(imports.c.user_id == user_id).order_by(imports.c.created_at.desc(), imports.c.id) \
+        .limit(page_size).offset((page - 1) * page_size)
+    return [_out(r) for r in conn.execute(q)], int(total)
