@@ -19,6 +19,7 @@ def train(db, params, progress, user_id) -> dict:
     from plugins.mlloop import service
     return service.training.train(db, params=params.get("params") or {}, options=params.get("options") or {},
                                   regime=params.get("regime"), description=params.get("description"),
+                                  feature_set_version=params.get("feature_set_version"),
                                   progress=progress, actor_user_id=user_id)
 
 
