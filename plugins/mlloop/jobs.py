@@ -27,20 +27,25 @@ class WalkForwardJob(Schema):
     regime = REGIME
     params = fields.Nested(TrainParams, load_default=dict)
     options = fields.Nested(TrainOptions, load_default=dict)
+    feature_set_version = TrainIn._declared_fields["feature_set_version"]
 
 
 def walk_forward(db, params, progress) -> dict:
     """Walk-forward evaluation without registering anything: every window's held-out
     metrics, the aggregate and the pooled calibration for these parameters."""
     from plugins.mlloop.service import training, training_data
+    from plugins.mlloop.service import feature_sets
     progress(0.0, "loading settled ideas")
     with db.read() as c:
-        frame = training_data.load_training_frame(c, regime=params.get("regime"))
+        fset = feature_sets.resolve(c, params.get("feature_set_version"))
+        frame = training_data.load_training_frame(c, regime=params.get("regime"), feature_set=fset)
+    names, cats = training_data.feature_columns(fset)
     if len(frame) < training.MIN_ROWS:
         from app import errors
         raise errors.InvalidState(f"only {len(frame)} settled ideas with features; need at least "
                                   f"{training.MIN_ROWS}", code="insufficient_data")
     model = training.train_frame(frame, params=params.get("params") or {}, options=params.get("options") or {},
+                                 feature_list=names, cat_features=cats,
                                  progress=lambda done, total, m: progress(0.05 + 0.95 * done / max(total, 1), m))
     metrics = model.metrics or {}
     return {"rows": len(frame), "windows": metrics.get("windows"), "aggregate": metrics.get("aggregate"),

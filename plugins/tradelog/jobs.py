@@ -20,8 +20,7 @@ def settle_expired(db, progress) -> dict:
     """Settle every user's open option legs whose settlement moment has passed."""
     from plugins.tradelog import settlement
     with db.transaction() as conn:
-        return settlement.settle_expired(conn, progress=lambda done, total: progress(
-            done / max(total, 1), f"{done} of {total} legs checked"))
+        return settlement.settle_expired(conn, progress=progress)
 
 
 def settlement_moments(after: dt.datetime) -> dt.datetime:
