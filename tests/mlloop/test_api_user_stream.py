@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.mlloop.mlloop_fixtures import iso
+from tests.mlloop.test_api_admin import train_job
 
 _URLS: dict = {}
 UTC = dt.timezone.utc
@@ -128,9 +129,7 @@ def test_a_users_own_stream_end_to_end_over_http(app, new_client, run_consumers)
     assert d["decision_time"] == sent[first["idea_id"]] and d["original_score"] == first["original_score"]
 
     # -- train on the stream's feature set: the gates' figures come with the model
-    r = cl.post("/api/admin/ml/models/train", json={**TRAIN, "feature_set_version": "acme-v1"})
-    assert r.status_code == 201, r.json
-    real = r.json
+    real = train_job(app, cl, {**TRAIN, "feature_set_version": "acme-v1"})
     assert real["feature_set_version"] == "acme-v1" and {"edge", "setup"} <= set(real["feature_list"])
     g = real["gates"]
     figures = g["figures"]
@@ -142,9 +141,7 @@ def test_a_users_own_stream_end_to_end_over_http(app, new_client, run_consumers)
 
     # -- the same ideas with shuffled outcomes: trained, shown, refused
     _feed(cl, run_consumers, "acme-shuffle", "noise", True, DAYS[:22], seed=1)
-    r = cl.post("/api/admin/ml/models/train", json={**TRAIN, "feature_set_version": "acme-shuffle"})
-    assert r.status_code == 201, r.json
-    noise = r.json
+    noise = train_job(app, cl, {**TRAIN, "feature_set_version": "acme-shuffle"})
     assert not noise["gates"]["passed"]
     r = cl.post(f"/api/admin/ml/models/{noise['id']}/promote", json={"reason": "try"})
     assert r.status_code == 409 and r.json["code"] in ("gate_skill", "gate_skill_above_control"), r.json
