@@ -12,7 +12,10 @@ import click
 from flask import current_app
 
 from app import errors
-from plugins.mlloop import modelops
+from app.lazy import lazy_module
+
+# pandas/scipy/CatBoost behind it: imported when a command runs, not for `tradeloop --help`.
+modelops = lazy_module("plugins.mlloop.modelops")
 
 
 def _db():

@@ -15,8 +15,12 @@ from marshmallow import Schema, fields, validate, validates_schema, ValidationEr
 from app import conn
 from app import fields as tf
 from app.auth import require_admin
-from plugins.mlloop import features, modelops
+from app.lazy import lazy_module
+from plugins.mlloop import features
 from plugins.mlloop.registry import EXPERIMENT_STATUSES, STATUSES
+
+# pandas/scipy/CatBoost behind it: imported on the first admin call, not at start-up.
+modelops = lazy_module("plugins.mlloop.modelops")
 
 blp = Blueprint("mlloop_admin", __name__, url_prefix="/api/admin/ml",
                 description="ML loop administration (admin only): model registry, training, "

@@ -29,14 +29,18 @@ import sqlalchemy as sa
 
 from app import errors
 from app.db import is_duplicate_key, utcnow
+from app.lazy import lazy_module
 from bus import outbox
 from plugins.mlloop import features as fx
-from plugins.mlloop import labels, modelops, scoring
-from plugins.mlloop.inference import blend
+from plugins.mlloop import labels, scoring
 from plugins.mlloop.tables import (
     ml_decisions, ml_feature_snapshots, ml_market_contexts, ml_market_snapshots, selector_params,
     tracked_ideas,
 )
+
+# pandas/scipy/CatBoost behind these: imported on first use, not at start-up.
+modelops = lazy_module("plugins.mlloop.modelops")
+inference = lazy_module("plugins.mlloop.inference")
 
 DECISIONS = "mlloop.decisions"
 FEATURES = "mlloop.features"
@@ -496,7 +500,7 @@ def _decide(conn, user_id, ideas, keys, ids, tracked, market, context_id, decisi
     for idea, rs, a, f, ml, key, did in zip(ideas, rules, assignments, feature_rows, mls, keys, ids):
         weight = 0.0 if rules_only or ml is None else float(a.ml_weight)
         ml_d = _dec2(ml)
-        final = rs.total if weight == 0.0 else _dec2(blend(float(rs.total), float(ml_d), weight))
+        final = rs.total if weight == 0.0 else _dec2(inference.blend(float(rs.total), float(ml_d), weight))
         tid = tracked_idea_id(user_id, idea.idea_id)
         fid = feature_snapshot_id_of(did)
         comps = {k: str(v) for k, v in rs.components.items()}

@@ -18,7 +18,6 @@ from typing import Callable
 
 from plugins.mlloop import outcomes, service
 from plugins.mlloop.features import session_close_utc
-from plugins.mlloop.simulator import World
 
 IDEAS_PER_TX = 2000
 
@@ -46,6 +45,7 @@ def run(ext, user_id: int, *, days: int, ideas_per_day: int, seed: int, ledger: 
         progress: Callable[[int], None] | None = None, consume: bool = True,
         trade_fraction: float = 0.005) -> Summary:
     """Simulate ``days`` days; ``progress(n)`` is called with the ideas finished."""
+    from plugins.mlloop.simulator import World  # numpy/scipy: only when simulating
     world = World(seed, ideas_per_day=ideas_per_day, trade_fraction=trade_fraction)
     out = Summary()
     db = ext.db

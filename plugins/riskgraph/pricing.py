@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy.special import ndtr
+
+
+def ndtr(x, out=None):
+    """scipy's standard normal CDF, imported on first use (scipy is slow to import and
+    ``tradeloop --help`` must not pay for it)."""
+    from scipy.special import ndtr as _ndtr
+    return _ndtr(x) if out is None else _ndtr(x, out=out)
 
 __all__ = [
     "DAYS_PER_YEAR",
