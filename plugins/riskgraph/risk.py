@@ -129,13 +129,19 @@ def position_legs(position: dict, *, valuation_date: dt.date, iv: float | None,
     A leg's premium is the average price of its fills in the leg's direction (fills are
     signed like the leg); a leg without such fills has no premium, so the engine values it
     at the model (returned in the second list, so the artifact can say so). Legs with
-    quantity 0 (closed out) and expired option legs are left out."""
+    quantity 0 (closed out) and expired option legs are left out.
+
+    A trade-log snapshot's legs carry what is **open** (FIFO lots: ``open_quantity`` and
+    ``average_price``, with ``cost_basis``); those are used when present, so riskgraph and the
+    snapshot agree on net debit, max profit and max loss of what is open (docs/tradelog.md)."""
     fills = list(position.get("fills") or [])
     for leg in position.get("legs") or []:
         fills.extend(dict(f, leg_id=leg.get("id")) for f in leg.get("fills") or [])
     legs, unpriced = [], []
+    opened = position.get("status") != "planned"
     for leg in position.get("legs") or []:
-        qty = int(Decimal(str(leg.get("quantity") or 0)))
+        lots = "cost_basis" in leg and opened  # a snapshot leg: open quantity and average open price
+        qty = int(Decimal(str((leg.get("open_quantity") if lots else leg.get("quantity")) or 0)))
         if qty == 0:
             continue
         kind = (leg.get("instrument_type") or "option").lower()
@@ -144,11 +150,14 @@ def position_legs(position: dict, *, valuation_date: dt.date, iv: float | None,
         today = valuation_time.astimezone(dt.timezone.utc).date() if valuation_time else valuation_date
         if kind == "option" and expiry and dt.date.fromisoformat(str(expiry)[:10]) < today:
             continue
-        same_way = [f for f in fills if f.get("leg_id") == leg.get("id")
-                    and int(Decimal(str(f.get("quantity") or 0))) * qty > 0]
-        units = sum(abs(int(Decimal(str(f["quantity"])))) for f in same_way)
-        premium = (float(sum(Decimal(str(f["price"])) * abs(int(Decimal(str(f["quantity"])))) for f in same_way)
-                         / units) if units else None)
+        if lots:
+            premium = float(Decimal(str(leg["average_price"]))) if leg.get("average_price") is not None else None
+        else:
+            same_way = [f for f in fills if f.get("leg_id") == leg.get("id")
+                        and int(Decimal(str(f.get("quantity") or 0))) * qty > 0]
+            units = sum(abs(int(Decimal(str(f["quantity"])))) for f in same_way)
+            premium = (float(sum(Decimal(str(f["price"])) * abs(int(Decimal(str(f["quantity"])))) for f in same_way)
+                             / units) if units else None)
         if premium is None:
             unpriced.append(str(leg.get("id")))
         row = {"instrument_type": kind, "right": right, "strike": leg.get("strike"), "expiry": expiry,

@@ -17,7 +17,7 @@ from decimal import Decimal as D
 import optionsmath as om
 
 from app.db import utcnow
-from plugins.tradelog import service
+from plugins.tradelog import journal, orders, service
 
 UNDERLYING = "I:SPX"
 
@@ -99,7 +99,7 @@ def load(conn, user_id: int, now: dt.datetime | None = None) -> None:
     won = _trade(conn, user_id, "SPX", UNDERLYING,
                  [_opt(d["won_expiry"], 5900, "put", -1), _opt(d["won_expiry"], 5875, "put", 1)], ["4.20", "2.60"],
                  at(d["won_open"], 47), ["income", "0dte-ish"], closing=["0.80", "0.30"], closed=at(d["won_close"], 212))
-    service.create_journal_entry(conn, user_id, {
+    journal.create_journal_entry(conn, user_id, {
         "position_id": won["id"], "phase": "review", "object_of_reflection": "Bull put vertical into support",
         "bias_flags": ["none"], "notes": "Took it off at ~70% of max profit; plan followed."})
     _trade(conn, user_id, "SPX", UNDERLYING,
@@ -109,20 +109,20 @@ def load(conn, user_id: int, now: dt.datetime | None = None) -> None:
            closed=at(d["fly_close"], 330))
     lost = _trade(conn, user_id, "AAPL", "AAPL", [{"instrument_type": "stock", "quantity": 100}], ["228.40"],
                   at(d["stock_open"], 33), ["swing"], closing=["221.10"], closed=at(d["stock_close"], 61), fee=D("0"))
-    service.create_journal_entry(conn, user_id, {
+    journal.create_journal_entry(conn, user_id, {
         "position_id": lost["id"], "phase": "exit", "object_of_reflection": "Held through earnings",
         "bias_flags": ["anchoring", "hope"], "notes": "Stop was 223; moved it. Don't."})
     vertical = _trade(conn, user_id, "SPX", UNDERLYING,
                       [_opt(d["vertical_expiry"], 6100, "call", 1), _opt(d["vertical_expiry"], 6150, "call", -1)],
                       ["24.50", "9.80"], at(d["vertical_open"], 140), ["directional"])
-    service.create_journal_entry(conn, user_id, {
+    journal.create_journal_entry(conn, user_id, {
         "position_id": vertical["id"], "phase": "entry", "object_of_reflection": "Breakout above 6050",
         "bias_flags": ["fomo"], "notes": "Sized at half risk unit; target 6150 by expiry."})
     _trade(conn, user_id, "SPX", UNDERLYING,
            [_opt(d["condor_expiry"], 5700, "put", 1), _opt(d["condor_expiry"], 5750, "put", -1),
             _opt(d["condor_expiry"], 6250, "call", -1), _opt(d["condor_expiry"], 6300, "call", 1)],
            ["6.10", "8.20", "7.90", "5.60"], at(d["condor_open"], 75), ["income", "iron-condor"])
-    service.create_order(conn, user_id, {
+    orders.create_order(conn, user_id, {
         "order_type": "limit", "limit_price": D("-3.50"),
         "position_template": {"symbol": "SPX", "underlying": UNDERLYING, "tags": ["income"],
                               "legs": [_opt(d["order_expiry"], 5850, "put", -1), _opt(d["order_expiry"], 5825, "put", 1)]}})

@@ -96,8 +96,8 @@ def test_request_counts_and_latency_by_route(app_factory, new_client):
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0.0) - before.get(key, 0.0)
     assert delta("tradeloop_http_requests_total", method="GET", route="/api/positions", status="200") == 3
-    detail = next(dict(k[1])["route"] for k in after if k[0] == "tradeloop_http_requests_total"
-                  and dict(k[1])["route"].startswith("/api/positions/<"))
+    missing = uuid.uuid4()
+    detail = app.url_map.bind("localhost").match(f"/api/positions/{missing}", method="GET", return_rule=True)[0].rule
     assert delta("tradeloop_http_requests_total", method="GET", route=detail, status="404") == 1
     assert delta("tradeloop_http_requests_total", method="GET", route="<unmatched>", status="404") == 1
     assert delta("tradeloop_http_request_duration_seconds_count", method="GET", route="/api/positions") == 3
