@@ -52,7 +52,6 @@ import time
 import uuid
 
 import sqlalchemy as sa
-import structlog
 from flask import Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -89,7 +88,10 @@ def _utc_ms(_logger, _name, event: dict) -> dict:
 
 
 def access_logger():
-    """A structlog logger writing JSON lines through the stdlib ``tradeloop.access`` logger."""
+    """A structlog logger writing JSON lines through the stdlib ``tradeloop.access`` logger.
+    (structlog is imported here, on the first request: with ``rich`` installed it imports
+    that too, which ``tradeloop --help`` should not pay for.)"""
+    import structlog
     return structlog.wrap_logger(
         logging.getLogger(ACCESS_LOGGER),
         processors=[structlog.stdlib.add_log_level, _utc_ms, structlog.processors.JSONRenderer()],
@@ -158,7 +160,14 @@ class AccessMiddleware:
 
     def __init__(self, wsgi_app, log_enabled: bool = True):
         self.wsgi_app = wsgi_app
-        self.log = access_logger() if log_enabled else None
+        self.log_enabled = log_enabled
+        self._log = None
+
+    @property
+    def log(self):
+        if self._log is None and self.log_enabled:
+            self._log = access_logger()
+        return self._log
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()

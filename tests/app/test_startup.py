@@ -2,8 +2,8 @@
 
 ``tradeloop --help`` builds the app (it lists the plugins' commands), so every plugin's
 module-level imports run. CatBoost, scipy, pandas, confluent-kafka and the exchange calendars
-cost seconds together; they belong inside the functions that use them, or behind
-``app.lazy.lazy_module``, or in modules only loaded when needed. This runs the real command in
+cost seconds together; they belong inside the functions that use them, or in modules only
+loaded when needed. This runs the real command in
 a fresh interpreter and fails naming each heavy module it imported and the chain of imports
 that pulled it in (read from ``python -X importtime``). The start-up times themselves are
 printed by ``python -m benchmarks.cli`` (tests assert no timings).
@@ -78,7 +78,7 @@ def assert_light(args: list[str], env: dict) -> None:
         chains = import_chains(importtime, heavy)
         lines = [f"{m}: " + " -> ".join(chains.get(m, ["?"])) for m in sorted(heavy)]
         pytest.fail(f"`tradeloop {' '.join(args)}` imported heavy modules; import them where they are "
-                    "used (or app.lazy.lazy_module):\n  " + "\n  ".join(lines), pytrace=False)
+                    "used:\n  " + "\n  ".join(lines), pytrace=False)
 
 
 @pytest.fixture(scope="module")
