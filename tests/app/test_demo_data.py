@@ -112,3 +112,38 @@ def test_the_check_catches_a_weekend_fill_and_a_holiday_expiry():
     assert not in_session(dt.datetime(2025, 11, 28, 19, 0, tzinfo=dt.timezone.utc))  # after the 13:00 ET early close
     assert in_session(dt.datetime(2025, 11, 28, 15, 0, tzinfo=dt.timezone.utc))
     assert not XNYS.is_session("2025-11-30") and not XNYS.is_session("2026-01-01")
+
+
+@pytest.mark.slow
+def test_demo_ml_history_gives_the_ml_panel_real_numbers(tmp_path, monkeypatch):
+    """The mlloop demo (run by ``serve --demo`` in a background process): settled decisions
+    scored by a promoted model, so the evaluation endpoints and the go-live checklist have
+    numbers. Counts are checked against the database's own rows."""
+    import sqlalchemy as sa
+
+    from app import create_app
+    from app.migrate import upgrade
+    from plugins.mlloop import demo
+    from tests.conftest import make_user
+    monkeypatch.setattr(demo, "IDEAS_PER_DAY", 100)
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/ml.db", "REDIS_URL": None, "KAFKA_BOOTSTRAP_SERVERS": None,
+                      "TRADELOOP_PLUGINS": ["mlloop"], "SECRET_KEY": "t", "ACCESS_LOG": False})
+    ext = app.extensions["tradeloop"]
+    upgrade(ext, echo=None)
+    admin = make_user(app, admin=True)
+    with app.app_context():
+        made = demo.build_history(ext, admin.user.id)
+    assert made["ideas"] == made["settled"] == (demo.RULE_DAYS + demo.ML_DAYS) * 100
+    with ext.db.read() as conn:
+        scored = conn.execute(sa.text("SELECT COUNT(*) FROM ml_decisions WHERE ml_score IS NOT NULL")).scalar()
+    assert scored == demo.ML_DAYS * 100                      # the model scored the later days' ideas
+    outcomes = admin.get("/api/admin/ml/evaluation/score-outcomes").json
+    assert outcomes["n"] == scored and sum(b["count"] for b in outcomes["buckets"]) == scored
+    assert any(b["win_rate"] is not None for b in outcomes["buckets"])
+    vs_rules = admin.get("/api/admin/ml/evaluation/ml-vs-rules").json
+    assert vs_rules["n"] == scored
+    checklist = admin.get("/api/admin/ml/evaluation/go-live-checklist").json
+    values = {c["key"]: c["value"] for c in checklist["criteria"]}
+    assert any(v not in (None, 0, {}, []) for v in values.values()), values
+    models = admin.get("/api/admin/ml/models").json["models"]
+    assert [m["status"] for m in models if m["id"] == made["model_id"]] == ["champion"]

@@ -490,6 +490,27 @@ def test_ml_evaluation_charts_for_admins(browser, server, shot):
         ctx.close()
 
 
+def test_demo_admin_sees_a_real_ml_history(browser, server, shot):
+    """``serve --demo`` builds an ML history in a background process (plugins/mlloop/demo.py);
+    the demo admin's ML panel fills with it (the panel looks again while there is none)."""
+    if "mlloop" not in server.plugins:
+        pytest.skip("mlloop is not loadable in this checkout")
+    ctx, page = new_session(browser, server, server.demo_token)
+    try:
+        expect(page.locator("#ml-section")).to_be_visible()
+        expect(page.locator("#ml-n")).to_have_text(re.compile(r"^[1-9]\d* settled decisions"), timeout=240_000)
+        n = int(page.locator("#ml-n").inner_text().split()[0])
+        counts = page.eval_on_selector_all("#ml-buckets-body tr.bucket td:nth-child(2)", "els => els.map(e => Number(e.textContent))")
+        assert sum(counts) == n > 0
+        expect(page.locator("#ml-checklist li[data-key]")).not_to_have_count(0)
+        expect(page.locator("#ml-calibration-chart canvas")).to_be_visible()
+        page.locator("#ml-section").scroll_into_view_if_needed()
+        shot(page, "08b-demo-ml-history")
+        assert page.errors == []
+    finally:
+        ctx.close()
+
+
 # -- a server restart mid-stream (last: it restarts the module's server) ------------------------------
 def test_server_restart_mid_stream_each_event_once(browser, server, shot):
     uid, token = server.user()

@@ -782,6 +782,7 @@ const pct = v => v === null || v === undefined ? "–" : `${(Number(v) * 100).to
 const num = v => v === null || v === undefined ? null : Number(v);
 const EVAL = "/api/admin/ml/evaluation";
 
+let mlPolls = 0;
 async function loadMl() {
   const [outcomes, vsRules, regimes, checklist] = await Promise.all(
     ["score-outcomes", "ml-vs-rules", "regime-breakdown", "go-live-checklist"].map(p => api.get(`${EVAL}/${p}`).catch(e => e)));
@@ -789,6 +790,8 @@ async function loadMl() {
   renderMlVsRules(vsRules);
   renderMlRegimes(regimes);
   renderChecklist(checklist);
+  // No settled history yet (the demo builds one in the background): look again now and then.
+  if (!(outcomes instanceof Error) && !outcomes.n && mlPolls++ < 40) setTimeout(() => loadMl().catch(() => {}), 10_000);
 }
 
 function mlUnavailable(el, err) {
