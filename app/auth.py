@@ -18,7 +18,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from app import errors, public
+from app import errors
+from app.web import public
 from app.db import utcnow
 from app.tables import api_tokens, users
 
