@@ -9,8 +9,9 @@ use cases as real traffic:
 
 1. simulates ``RULE_DAYS`` days of the synthetic SPX market (``sim.drive``), scored by the
    rules alone, and settles every idea;
-2. trains a small CatBoost model walk-forward on those settled ideas and promotes it
-   champion, with ``ML_WEIGHT`` blend weight;
+2. trains a small CatBoost model walk-forward on those settled ideas (four expanding
+   windows: enough held-out evidence for the promotion gates, which it must pass like any
+   model) and promotes it champion, with ``ML_WEIGHT`` blend weight;
 3. simulates ``ML_DAYS`` more days (the same world, continued), now scored with the model,
    and settles them; then runs the consumers.
 
@@ -27,13 +28,13 @@ import sys
 log = logging.getLogger(__name__)
 
 SEED = 20260105
-RULE_DAYS = 4
+RULE_DAYS = 6
 ML_DAYS = 4
 IDEAS_PER_DAY = int(os.environ.get("DEMO_ML_IDEAS_PER_DAY", "300"))
 ML_WEIGHT = 0.5
 TRAIN_PARAMS = {"iterations": 80, "depth": 4, "random_seed": 7}
 TRAIN_OPTIONS = {"train_days": 2, "val_days": 1, "step_days": 1, "embargo_days": 0.0,
-                 "min_train_samples": 100, "max_windows": 2, "min_regime_samples": 20}
+                 "min_train_samples": 100, "max_windows": 4, "min_regime_samples": 20}
 
 
 def load(conn, user_id: int) -> None:
