@@ -322,7 +322,15 @@ def metrics_text(ext) -> bytes:
         from prometheus_client import ProcessCollector
         ProcessCollector(registry=reg)
     reg.register(DeploymentCollector(ext))
-    return generate_latest(reg)
+    for attempt in range(3):
+        try:
+            return generate_latest(reg)
+        except (ValueError, OSError):
+            # multiprocess mode: a worker that is just starting creates its file before it has
+            # sized it, and reading that empty file fails; it is sized a moment later
+            if attempt == 2 or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                raise
+            time.sleep(0.05)
 
 
 class _Forward(Collector):

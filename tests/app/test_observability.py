@@ -218,9 +218,10 @@ def test_gunicorn_workers_share_one_metrics_view(tmp_path):
     bindir = os.path.dirname(sys.executable)
     subprocess.run([os.path.join(bindir, "tradeloop"), "db", "upgrade"], env=env, check=True,
                    capture_output=True, timeout=120)
+    log = open(tmp_path / "gunicorn.log", "wb")
     proc = subprocess.Popen([os.path.join(bindir, "gunicorn"), "-c", "python:app.gunicorn_conf", "--workers", "2",
-                             "app.wsgi:app"], env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                             "app.wsgi:app"], env=env, cwd=str(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     try:
         wait_port(port, 60)
         prom = tmp_path / "prom"
@@ -234,7 +235,9 @@ def test_gunicorn_workers_share_one_metrics_view(tmp_path):
             sent += 1
         assert len(counted_by()) == 2, "both workers should have answered some of the requests"
         total = 0.0
-        for fam in text_string_to_metric_families(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text):
+        scraped = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert scraped.status_code == 200, (tmp_path / "gunicorn.log").read_text(errors="replace")[-3000:]
+        for fam in text_string_to_metric_families(scraped.text):
             for smp in fam.samples:
                 if smp.name == "tradeloop_http_requests_total" and smp.labels["route"] == "/health":
                     total += smp.value
@@ -242,6 +245,7 @@ def test_gunicorn_workers_share_one_metrics_view(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
+        log.close()
 
 
 @pytest.mark.kafka
