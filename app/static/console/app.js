@@ -786,7 +786,7 @@ const pct = v => v === null || v === undefined ? "–" : `${(Number(v) * 100).to
 const num = v => v === null || v === undefined ? null : Number(v);
 const EVAL = "/api/admin/ml/evaluation";
 
-let mlPolls = 0;
+let mlPolls = 0, mlLastN = null;
 async function loadMl() {
   const [outcomes, vsRules, regimes, checklist] = await Promise.all(
     ["score-outcomes", "ml-vs-rules", "regime-breakdown", "go-live-checklist"].map(p => api.get(`${EVAL}/${p}`).catch(e => e)));
@@ -794,8 +794,11 @@ async function loadMl() {
   renderMlVsRules(vsRules);
   renderMlRegimes(regimes);
   renderChecklist(checklist);
-  // No settled history yet (the demo builds one in the background): look again now and then.
-  if (!(outcomes instanceof Error) && !outcomes.n && mlPolls++ < 40) setTimeout(() => loadMl().catch(() => {}), 10_000);
+  // No settled history yet, or one still growing (the demo builds one in the background):
+  // look again every 10 s until two reads agree.
+  const n = outcomes instanceof Error ? null : outcomes.n;
+  if (n !== null && (!n || n !== mlLastN) && mlPolls++ < 40) setTimeout(() => loadMl().catch(() => {}), 10_000);
+  mlLastN = n;
 }
 
 function mlUnavailable(el, err) {
