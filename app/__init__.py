@@ -18,7 +18,7 @@ from marshmallow import Schema
 from marshmallow import fields as ma
 
 from app import config as config_mod
-from app import errors, idempotency
+from app import errors, idempotency, routing, security
 from app.cache import from_url as cache_from_url
 from app.db import Database
 from app.plugins import PluginError, Plugins
@@ -88,6 +88,8 @@ class Api(flask_smorest.Api):
             if "message" in data:
                 body["message"] = data["message"]
             headers = data.get("headers") or {}
+        # The exception's own headers too: Allow on a 405 (RFC 9110), not its HTML Content-Type.
+        headers = {**{k: v for k, v in error.get_headers() if k.lower() != "content-type"}, **headers}
         return jsonify(body), status, headers
 
 
@@ -344,6 +346,7 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
     @app.before_request
     def _authenticate():
         g.user = None
+        routing.check_route()  # 404/405 before anything else (app.routing)
         if request.method == "OPTIONS":
             return None
         try:
@@ -353,6 +356,7 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
                 raise
         if g.user is None and not _is_public():
             raise errors.Unauthorized()
+        security.before_request(ext_)  # admin-only, CSRF, rate limits (app.security)
         return idempotency.before_request(ext_)
 
     @app.after_request

@@ -14,13 +14,14 @@ from marshmallow import Schema, fields, validate, validates_schema, ValidationEr
 
 from app import conn
 from app import fields as tf
-from app.auth import require_admin
+from app.auth import admin_only, require_admin
 from plugins.mlloop import features, modelops
 from plugins.mlloop.registry import EXPERIMENT_STATUSES, STATUSES
 
-blp = Blueprint("mlloop_admin", __name__, url_prefix="/api/admin/ml",
-                description="ML loop administration (admin only): model registry, training, "
-                            "settings, drift, experiments, evaluation and replay.")
+blp = admin_only(Blueprint("mlloop_admin", __name__, url_prefix="/api/admin/ml",
+                           description="ML loop administration (admin only: 403 before any input is "
+                                       "validated): model registry, training, settings, drift, "
+                                       "experiments, evaluation and replay."))
 
 MID = "<int(max=2147483647):model_id>"
 EID = "<int(max=2147483647):experiment_id>"

@@ -13,6 +13,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from app import conn, errors, requires_if_match, user
+from app.auth import admin_only
 from app.concurrency import if_match_version, versioned_update
 from app import fields as tf
 from app.db import Money, UtcDateTime, new_id, utcnow
@@ -143,6 +144,20 @@ class Echo(MethodView):
     def post(self):
         """Trivial JSON endpoint (the benchmark's baseline)."""
         return {"ok": True}
+
+
+class PurgeIn(Schema):
+    older_than_days = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+@blp.route("/admin/purge")
+class Purge(MethodView):
+    @admin_only
+    @blp.arguments(PurgeIn)
+    @blp.response(200)
+    def post(self, data):
+        """An admin-only action with a required body (403 comes before 422)."""
+        return {"would_purge_older_than_days": data["older_than_days"]}
 
 
 # -- hooks ------------------------------------------------------------------------------
