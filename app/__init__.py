@@ -252,6 +252,7 @@ def create_app(overrides: dict | None = None) -> Flask:
             _with_app_context(cmd)
             app.cli.add_command(cmd)
     _install_request_hooks(app, ext_)
+    security.init_app(app, ext_)  # sessions' cookie upkeep, CSRF, rate limits, proxy headers
     _install_notifier(ext_)
     for _plugin, _ in ext_.plugins.call("app_ready", app=app):
         pass
@@ -405,6 +406,8 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
             resp.headers["ETag"] = f'"{exc.current["version"]}"'
         if isinstance(exc, errors.IdempotencyInFlight):
             resp.headers["Retry-After"] = "1"
+        for name, value in (getattr(exc, "headers", None) or {}).items():
+            resp.headers[name] = value  # e.g. Retry-After on a 429
         if exc.status == 401:
             resp.headers["WWW-Authenticate"] = 'Bearer realm="tradeloop"'
         return resp

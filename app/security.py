@@ -47,6 +47,25 @@ def before_request(ext) -> None:
         check(ext)
 
 
+def init_app(app, ext) -> None:
+    """Wire sessions, CSRF and rate limits into the app (one call from ``create_app``)."""
+    from app import csrf, ratelimit
+    hops = int(app.config.get("TRUSTED_PROXY_HOPS") or 0)
+    if hops > 0:  # the client's address, scheme and host as the proxy saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    ratelimit.init_app(app, ext)
+    add_guard(app, csrf.guard)
+    add_guard(app, ratelimit.guard)
+
+    @app.after_request
+    def _forget_dead_session_cookie(response):
+        if g.get("tl_clear_session_cookie") and "Set-Cookie" not in response.headers:
+            from app.auth import clear_session_cookie
+            clear_session_cookie(response)
+        return response
+
+
 def add_guard(app, check) -> None:
     """Register ``check(ext)`` to run for every request in the guard (in order of
     registration): CSRF, rate limits."""
