@@ -19,7 +19,7 @@ import time
 import numpy as np
 from scipy.special import ndtr
 
-from plugins.riskgraph import pricing
+import optionsmath as om
 
 SPOT, R, Q = 6100.0, 0.043, 0.013
 VALUATION = dt.date(2025, 1, 7)
@@ -72,8 +72,8 @@ def median_times(fns):
 
 
 def main():
-    legs = pricing.legs_from_dicts(ROWS, VALUATION)
-    grid = pricing.price_grid(legs, SPOT, VALUATION, points=1001)
+    legs = om.legs_from_dicts(ROWS, VALUATION)
+    grid = om.price_grid(legs, SPOT, VALUATION, points=1001)
     years = np.array([[leg.years_to_expiry(VALUATION) - d / 365 for d in DAYS] for leg in legs])
     strikes = np.array([leg.strike for leg in legs])
     vols = np.array([leg.iv for leg in legs])
@@ -81,15 +81,15 @@ def main():
     weights = np.array([leg.quantity * leg.multiplier for leg in legs], dtype=float)
 
     # Same numbers first: the comparison is only fair if both compute the same curve.
-    engine = pricing.position_curves(legs, grid, DAYS, SPOT, R, Q, VALUATION)
+    engine = om.position_curves(legs, grid, DAYS, SPOT, R, Q, VALUATION)
     plain = plain_numpy_value(grid, strikes, years, vols, calls, weights, R, Q)
     max_diff = float(np.max(np.abs(engine["value"] - plain)))
 
     (t_analyze, t_full, t_curves, t_plain), runs = median_times([
-        lambda: pricing.analyze(legs, SPOT, R, Q, VALUATION, grid=grid, dates=DAYS.tolist()),
-        lambda: pricing.analyze(legs, SPOT, R, Q, VALUATION, grid=grid, dates=DAYS.tolist(),
+        lambda: om.analyze(legs, SPOT, R, Q, VALUATION, grid=grid, dates=DAYS.tolist()),
+        lambda: om.analyze(legs, SPOT, R, Q, VALUATION, grid=grid, dates=DAYS.tolist(),
                                 greek_curves=True),
-        lambda: pricing.position_curves(legs, grid, DAYS, SPOT, R, Q, VALUATION),
+        lambda: om.position_curves(legs, grid, DAYS, SPOT, R, Q, VALUATION),
         lambda: plain_numpy_value(grid, strikes, years, vols, calls, weights, R, Q),
     ])
 

@@ -1,4 +1,4 @@
-"""Glue between riskgraph's records and the risk engine (``pricing.py``).
+"""Glue between riskgraph's records and the risk engine (``optionsmath``).
 
 Turns a saved strategy's geometry (single / vertical / butterfly, call / put, strike, width,
 debit) or a trade-log position (legs + fills) into engine legs, runs the engine, and shapes
@@ -10,7 +10,7 @@ import datetime as dt
 import math
 from decimal import ROUND_HALF_UP, Decimal
 
-from plugins.riskgraph import pricing
+import optionsmath as om
 
 MULTIPLIER = 100  # index/equity options: P&L figures are dollars per contract x 100
 
@@ -67,7 +67,7 @@ def strategy_shape(kind: str, side: str, strike: float, width: float | None) -> 
 
 
 def strategy_legs(s: dict, *, spot: float, r: float, q: float, iv: float,
-                  valuation_date: dt.date) -> list[pricing.Leg]:
+                  valuation_date: dt.date) -> list[om.Leg]:
     """Engine legs for a saved strategy. The strategy's ``debit`` (per unit) is its net
     premium: each leg is priced at its model value and the difference to the debit is put on
     the long legs (or, if that would make a long premium negative, on the short legs), so the
@@ -77,10 +77,10 @@ def strategy_legs(s: dict, *, spot: float, r: float, q: float, iv: float,
         expiry = dt.date.fromisoformat(expiry)
     if expiry < valuation_date:
         raise RiskInputError("valuation_date", f"strategy {s.get('id')} expired on {expiry.isoformat()}")
-    years = (expiry - valuation_date).days / pricing.DAYS_PER_YEAR
+    years = (expiry - valuation_date).days / om.DAYS_PER_YEAR
     shape = strategy_shape(s["strategy"], s["side"], float(s["strike"]),
                            float(s["width"]) if s.get("width") is not None else None)
-    theo = [float(pricing.bsm_price(spot, k, years, r, q, iv, s["side"])) for k, _ in shape]
+    theo = [float(om.bsm_price(spot, k, years, r, q, iv, s["side"])) for k, _ in shape]
     premiums = list(theo)
     if s.get("debit") is not None:
         diff = float(s["debit"]) - sum(p * n for p, (_, n) in zip(theo, shape))
@@ -91,26 +91,26 @@ def strategy_legs(s: dict, *, spot: float, r: float, q: float, iv: float,
             premiums = [max(p, 0.0) for p in add_long]
         else:
             premiums = [p - diff / shorts if n < 0 else p for p, (_, n) in zip(theo, shape)]
-    return [pricing.Leg(kind="option", right=s["side"], strike=k, quantity=n, premium=p, iv=iv,
+    return [om.Leg(kind="option", right=s["side"], strike=k, quantity=n, premium=p, iv=iv,
                         multiplier=MULTIPLIER, expiry=expiry, expiry_years=years)
             for (k, n), p in zip(shape, premiums)]
 
 
 # -- request legs -----------------------------------------------------------------------
-def request_legs(rows: list[dict], valuation_date: dt.date) -> list[pricing.Leg]:
+def request_legs(rows: list[dict], valuation_date: dt.date) -> list[om.Leg]:
     """Engine legs from the API's leg objects (already validated by the schema)."""
     out = []
     for i, row in enumerate(rows):
         d = {k: (float(v) if isinstance(v, Decimal) else v) for k, v in row.items() if v is not None}
         try:
-            out.append(pricing.leg_from_dict(d, valuation_date))
-        except pricing.InvalidLeg as exc:
+            out.append(om.leg_from_dict(d, valuation_date))
+        except om.InvalidLeg as exc:
             raise RiskInputError(f"legs.{i}", str(exc)) from None
     return out
 
 
 # -- trade-log positions ----------------------------------------------------------------
-def position_legs(position: dict, *, valuation_date: dt.date, iv: float | None) -> tuple[list[pricing.Leg], list[str]]:
+def position_legs(position: dict, *, valuation_date: dt.date, iv: float | None) -> tuple[list[om.Leg], list[str]]:
     """Engine legs for a trade-log position (its snapshot or riskgraph's event-built copy).
 
     A leg's premium is the average price of its fills in the leg's direction (fills are
@@ -141,8 +141,8 @@ def position_legs(position: dict, *, valuation_date: dt.date, iv: float | None) 
                "quantity": qty, "price": premium, "iv": leg.get("iv") or iv,
                "multiplier": leg.get("multiplier")}
         try:
-            legs.append(pricing.leg_from_dict({k: v for k, v in row.items() if v is not None}, valuation_date))
-        except pricing.InvalidLeg as exc:
+            legs.append(om.leg_from_dict({k: v for k, v in row.items() if v is not None}, valuation_date))
+        except om.InvalidLeg as exc:
             raise RiskInputError("legs", f"leg {leg.get('id')}: {exc}") from None
     if not legs:
         raise RiskInputError("legs", "the position has no open, unexpired legs")
@@ -150,16 +150,16 @@ def position_legs(position: dict, *, valuation_date: dt.date, iv: float | None) 
 
 
 # -- running the engine -----------------------------------------------------------------
-def run(leg_sets: list[list[pricing.Leg]], *, spot: float, r: float, q: float, valuation_date: dt.date,
+def run(leg_sets: list[list[om.Leg]], *, spot: float, r: float, q: float, valuation_date: dt.date,
         points: int, bounds: tuple[float, float] | None, days_forward: list[int],
         greek_curves: bool = False) -> dict:
-    """``pricing.analyze_many`` with the engine's errors turned into ``RiskInputError``."""
+    """``om.analyze_many`` with the engine's errors turned into ``RiskInputError``."""
     try:
-        out = pricing.analyze_many(leg_sets, spot, r, q, valuation_date, points=points, bounds=bounds,
+        out = om.analyze_many(leg_sets, spot, r, q, valuation_date, points=points, bounds=bounds,
                                    dates=list(days_forward), greek_curves=greek_curves)
-    except pricing.InvalidLeg as exc:
+    except om.InvalidLeg as exc:
         raise RiskInputError("legs", str(exc)) from None
-    except (pricing.ImpliedVolatilityError, ValueError) as exc:
+    except (om.ImpliedVolatilityError, ValueError) as exc:
         text = str(exc)
         field = text.split(":", 1)[0] if ":" in text and len(text.split(":", 1)[0]) < 40 else "legs"
         raise RiskInputError(field, text) from None

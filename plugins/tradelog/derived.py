@@ -15,12 +15,13 @@ import datetime as dt
 from decimal import Decimal
 from math import gcd
 
+import optionsmath
+
 ZERO = Decimal(0)
 DEFAULT_MULTIPLIER = {"option": 100, "stock": 1, "future": 1}
 
 
-def _d(value) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+_d = optionsmath.to_decimal
 
 
 def _date(value) -> dt.date | None:
@@ -50,90 +51,18 @@ def dte(legs: list[dict], today: dt.date) -> int | None:
 
 def derived_strategy(legs: list[dict]) -> str:
     """single, vertical, straddle, strangle, calendar, diagonal, butterfly, condor,
-    iron_butterfly, iron_condor, stock, covered_call, protective_put, or custom."""
-    opts = [leg for leg in legs if leg["instrument_type"] == "option"]
-    others = [leg for leg in legs if leg["instrument_type"] != "option"]
-    if not opts:
-        return "stock" if others and all(o["instrument_type"] == "stock" for o in others) and len(others) == 1 \
-            else ("single" if len(others) == 1 else "custom")
-    if others:
-        if len(others) == 1 and others[0]["instrument_type"] == "stock" and len(opts) == 1:
-            stock, opt = others[0], opts[0]
-            if stock["quantity"] > 0 and opt["right"] == "call" and opt["quantity"] < 0:
-                return "covered_call"
-            if stock["quantity"] > 0 and opt["right"] == "put" and opt["quantity"] > 0:
-                return "protective_put"
-        return "custom"
-    if len(opts) == 1:
-        return "single"
-    same_expiry = len({_date(o["expiry"]) for o in opts}) == 1
-    k = sorted(opts, key=lambda o: (_d(o["strike"]), o["right"]))
-    q = [o["quantity"] for o in k]
-    if len(opts) == 2:
-        a, b = k
-        if abs(a["quantity"]) != abs(b["quantity"]):
-            return "custom"
-        if same_expiry:
-            if a["right"] == b["right"] and a["quantity"] == -b["quantity"] and a["strike"] != b["strike"]:
-                return "vertical"
-            if a["right"] != b["right"] and a["quantity"] == b["quantity"]:
-                return "straddle" if _d(a["strike"]) == _d(b["strike"]) else "strangle"
-            return "custom"
-        if a["right"] == b["right"] and a["quantity"] == -b["quantity"]:
-            return "calendar" if _d(a["strike"]) == _d(b["strike"]) else "diagonal"
-        return "custom"
-    if not same_expiry:
-        return "custom"
-    strikes = [_d(o["strike"]) for o in k]
-    rights = [o["right"] for o in k]
-    if len(opts) == 3 and len(set(rights)) == 1 and strikes[0] < strikes[1] < strikes[2] \
-            and strikes[1] - strikes[0] == strikes[2] - strikes[1] and q[0] == q[2] and q[1] == -2 * q[0]:
-        return "butterfly"
-    if len(opts) == 4:
-        if len(set(rights)) == 1 and strikes[0] < strikes[1] < strikes[2] < strikes[3] \
-                and q[0] == q[3] == -q[1] == -q[2]:
-            return "condor"
-        puts = [o for o in k if o["right"] == "put"]
-        calls = [o for o in k if o["right"] == "call"]
-        if len(puts) == 2 and len(calls) == 2:
-            p_lo, p_hi = puts
-            c_lo, c_hi = calls
-            size = abs(p_lo["quantity"])
-            if all(abs(o["quantity"]) == size for o in k) and p_lo["strike"] != p_hi["strike"] \
-                    and c_lo["strike"] != c_hi["strike"] and _d(p_hi["strike"]) <= _d(c_lo["strike"]) \
-                    and p_lo["quantity"] == -p_hi["quantity"] == -c_lo["quantity"] == c_hi["quantity"]:
-                return "iron_butterfly" if _d(p_hi["strike"]) == _d(c_lo["strike"]) else "iron_condor"
-    return "custom"
+    iron_butterfly, iron_condor, stock, covered_call, protective_put, or custom
+    (``optionsmath.classify_strategy``)."""
+    return optionsmath.classify_strategy(legs)
 
 
 def payoff_extremes(legs: list[dict], debit: Decimal) -> tuple[Decimal | None, Decimal | None]:
     """(max_profit, max_loss) at expiry in dollars, net of ``debit``; None = unbounded or
-    not computable without a pricing model (option legs on different expiries)."""
-    if not legs:
-        return None, None
-    opts = [leg for leg in legs if leg["instrument_type"] == "option"]
-    if len({_date(o["expiry"]) for o in opts}) > 1:
-        return None, None
-
-    def value(s: Decimal) -> Decimal:
-        total = ZERO
-        for leg in legs:
-            m = leg["quantity"] * leg["multiplier"]
-            if leg["instrument_type"] == "option":
-                k = _d(leg["strike"])
-                total += m * (max(s - k, ZERO) if leg["right"] == "call" else max(k - s, ZERO))
-            else:
-                total += m * s
-        return total - debit
-
-    points = sorted({ZERO, *(_d(o["strike"]) for o in opts)})
-    values = [value(s) for s in points]
-    slope = sum((leg["quantity"] * leg["multiplier"] for leg in legs
-                 if leg["instrument_type"] != "option" or leg["right"] == "call"), 0)
-    best, worst = max(values), min(values)
-    max_profit = None if slope > 0 else best
-    max_loss = None if slope < 0 else -worst
-    return max_profit, max_loss
+    not computable without a pricing model (option legs on different expiries). The exact
+    extremes come from ``optionsmath.payoff_extremes``; here max_loss is a positive amount
+    (the most you can lose), see the module docstring."""
+    best, worst = optionsmath.payoff_extremes(legs, debit)
+    return best, (None if worst is None else -worst)
 
 
 def combo_units(quantities: list[int]) -> int:

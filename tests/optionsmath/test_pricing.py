@@ -1,4 +1,5 @@
-"""Tests of the riskgraph risk engine against independent references.
+"""Tests of optionsmath's pricing and position analysis (what riskgraph serves) against
+independent references.
 
 References: py_vollib's analytic Black-Scholes-Merton (an independent implementation built
 on Jaeckel's LetsBeRational), Hull's textbook numbers, closed forms for option strategies
@@ -15,7 +16,7 @@ import pytest
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from plugins.riskgraph import pricing as P
+import optionsmath as P
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # py_vollib now aliases vollib
