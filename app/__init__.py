@@ -59,6 +59,7 @@ class ErrorSchema(Schema):
     current = ma.Dict(metadata={"description": "409 version_conflict: the current representation"})
     current_version = ma.Integer()
     vetoes = ma.List(ma.Dict(), metadata={"description": "403 order_vetoed: each veto's source and message"})
+    state = ma.String(metadata={"description": "409 invalid_state: the resource's current state, e.g. filled"})
 
 
 def _snake(name: str) -> str:
@@ -263,7 +264,10 @@ def _money_bounds(self, field, ret, **kwargs):
     """A decimal-string field cannot carry JSON-Schema numeric bounds (they would be strings):
     state them in the description instead."""
     from app.fields import Money as MoneyField
-    if isinstance(field, MoneyField):
+    if isinstance(field, ma.Decimal) and field.as_string and not isinstance(field, MoneyField):
+        ret["type"] = "string"  # a Decimal sent as a string is a string on the wire
+        ret.setdefault("format", "decimal")
+    if isinstance(field, MoneyField) or (isinstance(field, ma.Decimal) and field.as_string):
         bounds = [f"{k} {ret.pop(k)}" for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in ret]
         if bounds:
             ret["description"] = (ret.get("description", "") + f" (decimal string; {', '.join(bounds)})").strip()

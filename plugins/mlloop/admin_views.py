@@ -244,8 +244,8 @@ class CheckList(Schema):
 
 
 class EvalQuery(Schema):
-    since = tf.UtcDateTime()
-    until = tf.UtcDateTime()
+    since = tf.UtcDateTime(metadata={"description": "start of the window (inclusive)"})
+    until = tf.UtcDateTime(metadata={"description": "end of the window (exclusive); must be after `since` (422)"})
 
     @validates_schema
     def _order(self, data, **kw):

@@ -410,13 +410,26 @@ def _get_order_or_none(conn, user_id, order_id):
     return _order_out(r) if r else None
 
 
-def create_order(conn, user_id: int, data: dict) -> dict:
-    """A pending order carrying a position template. Emits OrderCreated."""
+def _refuse_if_vetoed(vetoes) -> None:
+    if vetoes:
+        listed = [{"source": v.source, "message": v.message, "detail": v.detail} for v in vetoes]
+        raise errors.Forbidden("order vetoed: " + "; ".join(f"{v['source']}: {v['message']}" for v in listed),
+                               code="order_vetoed", vetoes=listed)
+
+
+def create_order(conn, user_id: int, data: dict, check_order_allowed=None) -> dict:
+    """A pending order carrying a position template. Emits OrderCreated. ``check_order_allowed``
+    (the host's veto hook, with ``stage: "create"``) may refuse it: 403 ``order_vetoed`` (e.g. the
+    orders kill switch is engaged)."""
     now, oid = utcnow(), new_id()
     tpl = dict(data["position_template"])
     tpl["underlying"] = tpl.get("underlying") or tpl["symbol"]
     tpl["legs"] = [dict(leg, multiplier=leg.get("multiplier") or derived.DEFAULT_MULTIPLIER[leg["instrument_type"]])
                    for leg in tpl["legs"]]
+    if check_order_allowed is not None:
+        _refuse_if_vetoed(check_order_allowed(conn, user_id, {
+            "stage": "create", "order_id": oid, "symbol": tpl["symbol"], "legs": tpl["legs"],
+            "limit_price": data.get("limit_price"), "reduces_position": False, "position_id": None}))
     conn.execute(orders.insert().values(
         id=oid, user_id=user_id, status="pending", order_type=data.get("order_type") or "limit",
         limit_price=data.get("limit_price"), position_template=_jsonable(tpl), version=1,
@@ -482,13 +495,9 @@ def execute_order(conn, user_id: int, order_id: str, data: dict, check_order_all
     tpl = order["position_template"]
     prices, net = _execution_prices(r, tpl["legs"], data)
     slippage = (net - r.limit_price) if r.limit_price is not None else None
-    vetoes = check_order_allowed(conn, user_id, {
-        "order_id": order_id, "symbol": tpl["symbol"], "legs": tpl["legs"], "limit_price": r.limit_price,
-        "reduces_position": False, "position_id": None})
-    if vetoes:
-        listed = [{"source": v.source, "message": v.message, "detail": v.detail} for v in vetoes]
-        raise errors.Forbidden("order vetoed: " + "; ".join(f"{v['source']}: {v['message']}" for v in listed),
-                               code="order_vetoed", vetoes=listed)
+    _refuse_if_vetoed(check_order_allowed(conn, user_id, {
+        "stage": "execute", "order_id": order_id, "symbol": tpl["symbol"], "legs": tpl["legs"],
+        "limit_price": r.limit_price, "reduces_position": False, "position_id": None}))
     occurred_at = data.get("occurred_at") or utcnow()
     template = dict(tpl, legs=[dict(leg, expiry=dt.date.fromisoformat(leg["expiry"]) if leg.get("expiry") else None,
                                     strike=Decimal(leg["strike"]) if leg.get("strike") is not None else None)

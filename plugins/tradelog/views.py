@@ -122,8 +122,10 @@ class Orders(MethodView):
     @orders_blp.arguments(s.OrderIn)
     @orders_blp.response(201, s.Order)
     def post(self, data):
-        """Create a pending order with a position template. Emits OrderCreated."""
-        return service.create_order(conn(), user().id, data)
+        """Create a pending order with a position template. Emits OrderCreated. The host's
+        ``check_order_allowed`` hook may refuse it (403 ``order_vetoed``, e.g. the orders kill
+        switch is engaged)."""
+        return service.create_order(conn(), user().id, data, ext().check_order_allowed)
 
 
 @orders_blp.route("/active")
