@@ -60,6 +60,14 @@ def serve(host, port, demo, migrate, run_workers):
                f"{', '.join(ext.plugins.names) or 'none'}, database: {ext.db.dialect}, "
                f"bus: {ext.bus.name}, cache: {ext.cache.name})")
     server = NoDelayWSGIServer((host, port), app, log=None, error_log=sys.stderr)
+
+    def on_sigterm(_signum, _frame):  # close event streams with a retry hint, then stop
+        import gevent
+        from app import sse
+        sse.begin_shutdown()
+        gevent.spawn_later(0.1, server.stop, 2)
+    import signal
+    signal.signal(signal.SIGTERM, on_sigterm)
     server.serve_forever()
 
 

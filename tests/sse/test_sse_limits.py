@@ -145,3 +145,18 @@ def test_sigterm_closes_streams_with_a_retry_hint_and_gunicorn_stops_in_about_a_
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sigterm_stops_tradeloop_serve_cleanly_too(sse_stack):
+    addr = sse_stack.serve()
+    proc = sse_stack.procs[-1]
+    _, token = sse_stack.user()
+    streams = [SSEClient(addr, "/sse/notes", token) for _ in range(3)]
+    assert [s.status for s in streams] == [200] * 3
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    for s in streams:
+        assert s.messages.get(timeout=10) is None
+    proc.wait(timeout=10)
+    assert time.monotonic() - started < 5.0
+    assert all(s.retries[-1] == 1000 for s in streams)
