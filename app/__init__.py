@@ -60,6 +60,8 @@ class ErrorSchema(Schema):
     current_version = ma.Integer()
     vetoes = ma.List(ma.Dict(), metadata={"description": "403 order_vetoed: each veto's source and message"})
     state = ma.String(metadata={"description": "409 invalid_state: the resource's current state, e.g. filled"})
+    leg_id = ma.String(metadata={"description": "409 position_not_flat: the leg that still holds a quantity"})
+    blockers = ma.List(ma.Dict(), metadata={"description": "409 (model promotion refused): each blocker {code, message, ...}"})
 
 
 def _snake(name: str) -> str:
@@ -133,9 +135,14 @@ class Tradeloop:
 
     def hub(self):
         if self._hub is None:
+            import threading
             from app.sse import Hub
-            self._hub = Hub(self.db, self.cache, [s.topic for _, s in self.sse_streams],
-                            float(self.config["SSE_POLL_SECONDS"]), namespace=self.namespace)
+            # One hub per process: concurrent first streams would each build one (its set-up
+            # reads the database, so greenlets interleave), splitting subscribers and limits.
+            with self.__dict__.setdefault("_hub_lock", threading.Lock()):
+                if self._hub is None:
+                    self._hub = Hub(self.db, self.cache, [s.topic for _, s in self.sse_streams],
+                                    float(self.config["SSE_POLL_SECONDS"]), namespace=self.namespace)
         return self._hub
 
     def topic_names(self) -> list[str]:

@@ -56,7 +56,16 @@ SHUTDOWN_RETRY_MS = 1000
 _CLOSE = object()  # queued to a subscriber: the process is stopping
 _shutting_down = threading.Event()
 _hubs: "set[Hub]" = set()
-_replay_slots = threading.BoundedSemaphore(4)  # replay pages read at once in this process
+REPLAY_SLOTS = 2  # replay pages read and formatted at once in one process
+_replay_semaphore = None
+
+
+def _replay_slots():
+    """Created on first use, after a gevent server has monkey-patched threading."""
+    global _replay_semaphore
+    if _replay_semaphore is None:
+        _replay_semaphore = threading.BoundedSemaphore(REPLAY_SLOTS)
+    return _replay_semaphore
 
 
 def shutting_down() -> bool:
@@ -325,12 +334,16 @@ def stream_response(ext, topic: str, user_id: int) -> Response:
         raise
 
     def replay(sent: int):
+        """(last seq, the page formatted as one chunk) per page. Reading and formatting a page
+        happen while holding one of the process's few replay slots, so however many streams
+        replay at once, only that many are busy at a time and other requests keep their turn."""
         while True:
-            with _replay_slots:  # a few pages at a time per process
+            with _replay_slots():
                 with db.read() as conn:
                     events = outbox.read(conn, topic, sent, user_id=user_id, limit=page)
-            for ev in events:
-                yield ev
+                chunk = "".join(format_event(ev) for ev in events)
+            if events:
+                yield events[-1].event_seq, chunk
             if len(events) < page:
                 return
             sent = events[-1].event_seq
@@ -345,17 +358,17 @@ def stream_response(ext, topic: str, user_id: int) -> Response:
                 yield ("event: reset\nid: 0\ndata: " + json.dumps(
                     {"reason": "ahead_of_stream", "last_event_id": after, "head": head}) + "\n\n")
                 sent = 0
-            for ev in replay(sent):
+            for last, chunk in replay(sent):
                 if sub.closing:
                     break
-                sent = ev.event_seq
-                yield format_event(ev)
+                sent = last
+                yield chunk
             while not sub.closing:
                 if sub.overflowed:
                     sub.overflowed = False
-                    for ev in replay(sent):
-                        sent = ev.event_seq
-                        yield format_event(ev)
+                    for last, chunk in replay(sent):
+                        sent = last
+                        yield chunk
                 try:
                     ev = sub.queue.get(timeout=heartbeat)
                 except queue.Empty:

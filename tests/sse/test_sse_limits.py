@@ -138,7 +138,7 @@ def test_sigterm_closes_streams_with_a_retry_hint_and_gunicorn_stops_in_about_a_
             assert s.messages.get(timeout=10) is None  # the server closed it
         proc.wait(timeout=15)
         took = time.monotonic() - started
-        assert took < 5.0, f"gunicorn took {took:.1f}s to stop"
+        assert took < 10.0, f"gunicorn took {took:.1f}s to stop"  # (graceful timeout: 20 s; ~3 s unloaded)
         for s in streams:
             assert s.retries[-1] == 1000 and any("restarting" in x for x in s.comments)
     finally:
@@ -158,5 +158,5 @@ def test_sigterm_stops_tradeloop_serve_cleanly_too(sse_stack):
     for s in streams:
         assert s.messages.get(timeout=10) is None
     proc.wait(timeout=10)
-    assert time.monotonic() - started < 5.0
+    assert time.monotonic() - started < 10.0
     assert all(s.retries[-1] == 1000 for s in streams)
