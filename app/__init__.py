@@ -374,7 +374,8 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
     @app.after_request
     def _finish(response):
         if response.status_code in (200, 201) and response.mimetype == "application/json" \
-                and "ETag" not in response.headers and not response.is_streamed:
+                and "ETag" not in response.headers and not response.is_streamed \
+                and b'"version"' in response.get_data():  # a substring scan, not a parse of every body
             try:
                 data = response.get_json(silent=True)
             except Exception:

@@ -45,6 +45,13 @@ class Money(fields.Decimal):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool):
             raise ValidationError("Not a valid number.")
+        try:  # a huge number is too large, not "not a number" (quantizing it would overflow)
+            number = decimal.Decimal(str(value))
+            big = number.is_finite() and abs(number) >= decimal.Decimal("1e13")
+        except (decimal.InvalidOperation, ValueError, TypeError):
+            big = False
+        if big:
+            raise ValidationError("Too large.")
         result = super()._deserialize(value, attr, data, **kwargs)
         if result is not None and abs(result) >= decimal.Decimal("1e13"):
             raise ValidationError("Too large.")

@@ -1,4 +1,4 @@
-"""One day of scoring decisions end to end: the scorer (``service.score_ideas``, one request's
+"""One day of scoring decisions end to end: the scorer (``decisions.score_ideas``, one request's
 worth per market context) -> outbox -> relay -> Kafka -> the mlloop consumer -> ``ml_decisions``
 + ``ml_feature_snapshots`` rows, against raw confluent-kafka produce of the same payloads plus
 raw ``executemany`` of the same rows, in the same run.
@@ -68,17 +68,17 @@ def pipeline(app, url, bootstrap, prefix, partitions, n):
     import multiprocessing as mp
 
     from app import auth
-    from plugins.mlloop import service
-    from plugins.mlloop.simulator import World
+    from plugins.mlloop.service import common, contexts, decisions
+    from plugins.mlloop.sim.world import World
     from plugins.mlloop.tables import ml_decisions, ml_feature_snapshots
     ext = app.extensions["tradeloop"]
     db = ext.db
-    ext.bus.ensure_topics([service.DECISIONS, service.FEATURES])
+    ext.bus.ensure_topics([common.DECISIONS, common.FEATURES])
     day = World(1, ideas_per_day=n).day(0)
     with db.transaction() as c:
         user, _ = auth.create_user(c, f"bench_{uuid.uuid4().hex[:6]}")
         snaps = [s for s in day.history if s.time <= max(x.as_of for x in day.contexts.values())]
-        service.create_contexts(c, user.id, {"symbol": "SPX", "snapshots": snaps, "contexts": [
+        contexts.create_contexts(c, user.id, {"symbol": "SPX", "snapshots": snaps, "contexts": [
             {"context_id": cid, "as_of": x.as_of} for cid, x in day.contexts.items()]}, history=day.history)
     requests = {}
     for i in day.ideas:
@@ -88,7 +88,7 @@ def pipeline(app, url, bootstrap, prefix, partitions, n):
 
     ctx = mp.get_context("spawn")
     stop, r_ready, c_ready, stats_q = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=relay_proc, args=(url, bootstrap, [service.DECISIONS, service.FEATURES], prefix,
+    procs = [ctx.Process(target=relay_proc, args=(url, bootstrap, [common.DECISIONS, common.FEATURES], prefix,
                                                   partitions, r_ready, stop)),
              ctx.Process(target=_consumer_proc, args=(url, bootstrap, prefix, partitions, c_ready, stop, stats_q))]
     for p in procs:
@@ -105,7 +105,7 @@ def pipeline(app, url, bootstrap, prefix, partitions, n):
     t0 = time.perf_counter()
     for cid, items in requests.items():
         with db.transaction() as c:
-            service.score_ideas(c, user.id, {"context_id": cid, "ideas": items}, mode="normal")
+            decisions.score_ideas(c, user.id, {"context_id": cid, "ideas": items}, mode="normal")
     t_score = time.perf_counter() - t0
     while count() < n and time.perf_counter() - t0 < 600:
         time.sleep(0.01)

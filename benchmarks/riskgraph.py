@@ -7,7 +7,10 @@ Run as ``python -m benchmarks.riskgraph``. Times (median of a bounded number of 
     for every date (5 x 10 x 1,001 more floats to turn into Python lists);
   * the engine's array path alone (``position_curves``: value, P&L and Greeks, ndarrays);
   * a plain numpy evaluation of the same Black-Scholes-Merton price formula on the same
-    grid and dates, leg by leg, weighted and summed (prices only, no Greeks).
+    grid and dates, leg by leg, weighted and summed (prices only, no Greeks);
+  * the same plain numpy with the five Greeks too (textbook formulas, leg by leg);
+  * the route: what ``POST /api/risk-graph/analyze`` calls minus HTTP (the request's legs
+    -> engine legs -> analysis -> the JSON body bytes), default and with Greek curves.
 Prints figures only; asserts nothing about timings.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from scipy.special import ndtr
 
 import optionsmath as om
+from plugins.riskgraph import risk
 
 SPOT, R, Q = 6100.0, 0.043, 0.013
 VALUATION = dt.date(2025, 1, 7)
@@ -54,6 +58,37 @@ def plain_numpy_value(S, strikes, years, vols, calls, weights, r, q):
     return total
 
 
+def plain_numpy_greeks(S, strikes, years, vols, calls, weights, r, q):
+    """Textbook BSM price and the five Greeks of each leg on the grid, weighted and summed."""
+    out = {k: np.zeros((years.shape[1], S.size)) for k in ("value", "delta", "gamma", "theta", "vega", "rho")}
+    for k, T, sigma, call, w in zip(strikes, years, vols, calls, weights):
+        T = T[:, None]
+        sqt = np.sqrt(T)
+        d1 = (np.log(S / k) + (r - q + 0.5 * sigma * sigma) * T) / (sigma * sqt)
+        d2 = d1 - sigma * sqt
+        eq, er = np.exp(-q * T), np.exp(-r * T)
+        pdf = np.exp(-0.5 * d1 * d1) / np.sqrt(2 * np.pi)
+        if call:
+            n1, n2 = ndtr(d1), ndtr(d2)
+            price = S * eq * n1 - k * er * n2
+            delta = eq * n1
+            theta = -S * eq * pdf * sigma / (2 * sqt) + q * S * eq * n1 - r * k * er * n2
+            rho = T * k * er * n2
+        else:
+            n1, n2 = ndtr(-d1), ndtr(-d2)
+            price = k * er * n2 - S * eq * n1
+            delta = -eq * n1
+            theta = -S * eq * pdf * sigma / (2 * sqt) - q * S * eq * n1 + r * k * er * n2
+            rho = -T * k * er * n2
+        out["value"] += w * price
+        out["delta"] += w * delta
+        out["gamma"] += w * eq * pdf / (S * sigma * sqt)
+        out["theta"] += w * theta / 365
+        out["vega"] += w * S * eq * pdf * sqt / 100
+        out["rho"] += w * rho / 100
+    return out
+
+
 def median_times(fns):
     """Median seconds per call of each function, timed round-robin (so that every one sees
     the same machine state) for at most MAX_RUNS rounds or TIME_BUDGET_S seconds."""
@@ -85,27 +120,41 @@ def main():
     plain = plain_numpy_value(grid, strikes, years, vols, calls, weights, R, Q)
     max_diff = float(np.max(np.abs(engine["value"] - plain)))
 
-    (t_analyze, t_full, t_curves, t_plain), runs = median_times([
+    market = dict(spot=SPOT, r=R, q=Q, valuation_date=VALUATION, points=grid.size, bounds=(grid[0], grid[-1]),
+                  days_forward=DAYS.astype(int).tolist(), valuation_time=None, model="bsm")
+    meta = [{"source": "legs", "strategy_id": None, "label": None}]
+
+    def route(greek_curves):
+        sets = [risk.request_legs(ROWS, VALUATION)]
+        return risk.analysis_json(sets, meta, dict(market, greek_curves=greek_curves))
+
+    (t_route, t_route_full, t_analyze, t_full, t_curves, t_plain, t_plain_greeks), runs = median_times([
+        lambda: route(False),
+        lambda: route(True),
         lambda: om.analyze(legs, SPOT, R, Q, VALUATION, grid=grid, dates=DAYS.tolist()),
-        lambda: om.analyze(legs, SPOT, R, Q, VALUATION, grid=grid, dates=DAYS.tolist(),
-                                greek_curves=True),
+        lambda: om.analyze(legs, SPOT, R, Q, VALUATION, grid=grid, dates=DAYS.tolist(), greek_curves=True),
         lambda: om.position_curves(legs, grid, DAYS, SPOT, R, Q, VALUATION),
         lambda: plain_numpy_value(grid, strikes, years, vols, calls, weights, R, Q),
+        lambda: plain_numpy_greeks(grid, strikes, years, vols, calls, weights, R, Q),
     ])
 
     print(f"riskgraph benchmark: iron condor, 4 legs, {grid.size} prices x {DAYS.size} dates")
     print(f"  max |engine value - plain numpy value|: {max_diff:.3e}")
     print(f"  median of {runs} runs each, interleaved")
     rows = [
+        ("route: POST /analyze minus HTTP (JSON bytes)", t_route),
+        ("route with greek_curves (JSON bytes)", t_route_full),
         ("analyze (P&L curves + Greeks per leg)", t_analyze),
         ("analyze(greek_curves=True)", t_full),
         ("position_curves (ndarrays, P&L + Greeks)", t_curves),
         ("plain numpy BSM (prices only)", t_plain),
+        ("plain numpy BSM (price + 5 Greeks)", t_plain_greeks),
     ]
     for label, seconds in rows:
-        print(f"  {label:<42} {seconds * 1e3:8.3f} ms")
-    for label, seconds in rows[:-1]:
-        print(f"  ratio {label} / plain numpy: {seconds / t_plain:5.2f}")
+        print(f"  {label:<46} {seconds * 1e3:8.3f} ms")
+    for label, seconds in rows[:5]:
+        print(f"  ratio {label} / plain numpy price+Greeks: {seconds / t_plain_greeks:5.2f}")
+    print(f"  ratio route / plain numpy prices only: {t_route / t_plain:5.2f}")
 
 
 if __name__ == "__main__":

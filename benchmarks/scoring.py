@@ -16,8 +16,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from plugins.mlloop.inference import FastScorer
-from plugins.mlloop.training import GLOBAL, _catboost_classifier, prepare_features, train_model
+from plugins.mlloop.ml.data import GLOBAL, prepare_features
+from plugins.mlloop.ml.inference import FastScorer
+from plugins.mlloop.ml.train import catboost_classifier, train_model
 
 CATEGORICAL = {"strategy_type": ["single", "vertical", "butterfly"], "side": ["call", "put"],
                "vix_regime": ["low", "normal", "elevated", "high"],
@@ -148,7 +149,7 @@ def bench_training(args) -> None:
           f"{args.val_days} / step {args.step_days} days")
     X = prepare_features(frame, features, list(CATEGORICAL))
     t = time.perf_counter()
-    raw = _catboost_classifier(params, "MultiClass")
+    raw = catboost_classifier(params, "MultiClass")
     raw.fit(X, frame["profit_tier"].to_numpy(), cat_features=list(CATEGORICAL))
     raw_s = time.perf_counter() - t
     print(f"  raw CatBoost MultiClass fit on all ideas      {raw_s:7.1f} s")

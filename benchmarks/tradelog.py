@@ -37,7 +37,14 @@ from benchmarks._server import free_port, wait_port
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = "tradelog,tests.plugins.notes.plugin"
 TRADELOOP = os.path.join(os.path.dirname(sys.executable), "tradeloop")  # the console script
-EXPIRY = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+def _expiry() -> str:
+    """A trading day about 30 days out (the trade log refuses expiries on other days)."""
+    from optionsmath import markettime
+    day = dt.date.today() + dt.timedelta(days=30)
+    return (day if markettime.is_trading_day(day) else markettime.next_trading_day(day)).isoformat()
+
+
+EXPIRY = _expiry()
 
 
 class Stack:

@@ -6,7 +6,7 @@ scorer cache saves, replay per decision, and the service's training vs the raw p
 A simulated world (part 1's tables, SQLite file) is trained on and promoted; then, interleaved:
 (a) ``plan.for_idea`` + ``scorer.score`` for one idea, (b) ``FastScorer.score`` alone (the raw
 fast path) -- p50/p99 and the ratio; the cold blob load; ``replay_decision``; and
-``modelops.train`` (load + walk-forward + register) vs ``training.train_model`` on the same
+``service.training.train`` (load + walk-forward + register) vs ``ml.train.train_model`` on the same
 frame. Prints, never asserts.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ import time
 
 from app.db import Database
 from bus import outbox
-from plugins.mlloop import modelops, registry
+from plugins.mlloop import service
 from plugins.mlloop import tables as p1
-from tests.mlloop.test_models_world import (
+from tests.mlloop.test_service_training_data import (
     SMALL_OPTIONS, insert_rows, log_decisions, split_days, world_rows,
 )
 
@@ -34,7 +34,7 @@ def pct(xs, q):
 def main():
     d = tempfile.mkdtemp(prefix="tl_bench_training_")
     db = Database(f"sqlite:///{d}/bench.db")
-    for md in (outbox.metadata, p1.metadata, registry.metadata):
+    for md in (outbox.metadata, p1.metadata, p1.registry_metadata):
         md.create_all(db.engine)
     rows = world_rows(seed=1, days=12, per_day=500)
     train_rows, live_rows = split_days(rows, 10)
@@ -43,17 +43,17 @@ def main():
 
     with db.transaction() as c:
         t = time.perf_counter()
-        frame = modelops.load_training_frame(c)
+        frame = service.training_data.load_training_frame(c)
         t_load = time.perf_counter() - t
         t = time.perf_counter()
-        model = modelops.train(c, params=PARAMS, options=SMALL_OPTIONS, frame=frame)
+        model = service.training.train(c, params=PARAMS, options=SMALL_OPTIONS, frame=frame)
         t_service = time.perf_counter() - t
-        modelops.promote(c, model["id"])
+        service.registry.promote(c, model["id"])
     t = time.perf_counter()
-    modelops.train_frame(frame, params=PARAMS, options=SMALL_OPTIONS)
+    service.training.train_frame(frame, params=PARAMS, options=SMALL_OPTIONS)
     t_raw = time.perf_counter() - t
     print(f"training on {len(frame)} ideas ({model['metrics']['n_windows']} windows, "
-          f"200 trees depth 6): load {t_load * 1000:.0f} ms; modelops.train {t_service:.2f} s "
+          f"200 trees depth 6): load {t_load * 1000:.0f} ms; service.training.train {t_service:.2f} s "
           f"vs train_model alone {t_raw:.2f} s ({t_service / t_raw:.2f}x: + dataset hash, "
           f"reference sample, blob, insert)")
     pooled = model["metrics"]["pooled"]
@@ -62,16 +62,16 @@ def main():
           f"{pooled['base_pnl']:.1f}")
 
     with db.transaction() as c:
-        modelops._SCORERS.clear()
+        service.scoring_plan._SCORERS.clear()
         t = time.perf_counter()
-        modelops.load_scorer(c, model["id"])
+        service.scoring_plan.load_scorer(c, model["id"])
         cold = time.perf_counter() - t
         t = time.perf_counter()
-        modelops.load_scorer(c, model["id"])
+        service.scoring_plan.load_scorer(c, model["id"])
         warm = time.perf_counter() - t
         print(f"scorer: cold blob load {cold * 1000:.1f} ms, cached {warm * 1e6:.0f} us")
-        plan = modelops.scoring_plan(c, 1)
-        snaps = [modelops.feature_dict(s) for s in live_rows["ml_feature_snapshots"][:2000]]
+        plan = service.scoring_plan.scoring_plan(c, 1)
+        snaps = [service.training_data.feature_dict(s) for s in live_rows["ml_feature_snapshots"][:2000]]
         ideas = live_rows["tracked_ideas"][:2000]
         scorer = plan.for_idea("warm", None).scorer
         planned, raw = [], []
@@ -98,15 +98,15 @@ def main():
         times, ok = [], 0
         for did in decision_ids[:200]:
             t = time.perf_counter()
-            ok += modelops.replay_decision(c, did)["matches"]
+            ok += service.replay.replay_decision(c, did)["matches"]
             times.append(time.perf_counter() - t)
         print(f"replay: {ok}/{len(times)} match; p50 {statistics.median(times) * 1000:.2f} ms "
               f"p99 {pct(times, 0.99) * 1000:.2f} ms per decision (loads its blob each time)")
         t = time.perf_counter()
-        frame_d = modelops.decision_frame(c)
-        modelops.score_outcomes(frame_d)
-        modelops.ml_vs_rules(frame_d)
-        modelops.regime_breakdown(frame_d)
+        frame_d = service.training_data.decision_frame(c)
+        service.evaluation.score_outcomes(frame_d)
+        service.evaluation.ml_vs_rules(frame_d)
+        service.evaluation.regime_breakdown(frame_d)
         print(f"evaluation over {len(frame_d)} settled decisions: "
               f"{(time.perf_counter() - t) * 1000:.0f} ms (load + three reports)")
     db.dispose()

@@ -221,13 +221,17 @@ def event_of(row) -> Event:
 
 # -- reading ---------------------------------------------------------------------------
 def read(conn: Connection, stream: str, after_seq: int = 0, *, user_id: int | None = None,
-         limit: int = 1000, aggregate_id: str | None = None) -> list[Event]:
-    """Events of a stream with ``seq > after_seq`` in order (optionally one user's/aggregate's)."""
+         limit: int = 1000, aggregate_id: str | None = None,
+         aggregate_ids: Sequence[str] | None = None) -> list[Event]:
+    """Events of a stream with ``seq > after_seq`` in order (optionally one user's, one
+    aggregate's or several aggregates')."""
     q = sa.select(outbox).where(outbox.c.stream == stream, outbox.c.seq > after_seq)
     if user_id is not None:
         q = q.where(outbox.c.user_id == user_id)
     if aggregate_id is not None:
         q = q.where(outbox.c.aggregate_id == aggregate_id)
+    if aggregate_ids is not None:
+        q = q.where(outbox.c.aggregate_id.in_(list(aggregate_ids)))
     q = q.order_by(outbox.c.seq).limit(limit)
     return [event_of(r) for r in conn.execute(q)]
 

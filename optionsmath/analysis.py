@@ -8,8 +8,8 @@ from typing import Sequence
 import numpy as np
 
 from optionsmath.bsm import DAYS_PER_YEAR, GREEK_UNITS, bsm_greeks, bsm_price
-from optionsmath.curves import _Book, _book, _curves, price_grid
-from optionsmath.expiry import _expiry, _expiry_pnl, _grid_roots
+from optionsmath.curves import _Book, _book, _curves, check_model, price_grid
+from optionsmath.expiry import REL_TOL, _expiry, _expiry_pnl, _grid_roots, position_scale
 from optionsmath.legs import Leg, _as_date
 
 
@@ -34,6 +34,8 @@ def _greeks_at_spot(book, spot, r, q):
     g = None
     if book.strike.size:
         g = bsm_greeks(spot, book.strike, book.years, r, q, book.sigma, book.call)
+        if book.black76:  # F held fixed: only the discount factor moves with r
+            g["rho"] = -book.years * g["price"] / 100.0
     j = 0
     for i, leg in enumerate(book.legs):
         w = leg.quantity * leg.multiplier
@@ -61,16 +63,22 @@ def _greeks_at_spot(book, spot, r, q):
 _CURVE_KEYS = ("pnl", "delta", "gamma", "theta", "vega", "rho")
 
 
-def _analysis(book, S, days, spot, r, q, valuation_date, greek_curves, pop_iv, drift):
+def _clean(a):
+    """Non-finite floats as NaN (JSON null), never expected but never a 500."""
+    return np.where(np.isfinite(a), a, np.nan) if not np.all(np.isfinite(a)) else a
+
+
+def _analysis(book, S, days, spot, r, q, valuation_date, greek_curves, pop_iv, drift, arrays=False):
     curves = _curves(book, S, days, r, q, greek_curves)
     exp = _expiry(book, spot, r, q, pop_iv, drift, S)
     T = exp.pop("years")
     exp_curve = exp.pop("_curve")
     if exp_curve is None:
         exp_curve = _expiry_pnl(book, S)
-    tol = 1e-9 * max(1.0, abs(book.net_debit))
+    tol = REL_TOL * position_scale(book, spot)
     vdate = _as_date(valuation_date, "valuation_date") if valuation_date is not None else None
-    lists = {key: curves[key].tolist() for key in _CURVE_KEYS if key in curves}
+    lists = {key: (_clean(curves[key]) if arrays else curves[key].tolist())
+             for key in _CURVE_KEYS if key in curves}
     breakevens = _grid_roots(S, curves["pnl"], tol)
     per_date = []
     for i, n in enumerate(days.tolist()):
@@ -87,7 +95,8 @@ def _analysis(book, S, days, spot, r, q, valuation_date, greek_curves, pop_iv, d
         "expiry": {"days": exp_days,
                    "date": (vdate + dt.timedelta(days=round(exp_days))).isoformat()
                    if vdate else None,
-                   "years": T, "pnl": exp_curve.tolist(), "exact": exp.pop("exact")},
+                   "years": T, "pnl": _clean(exp_curve) if arrays else exp_curve.tolist(),
+                   "exact": exp.pop("exact")},
         "greeks": _greeks_at_spot(book, spot, r, q),
     }
     result.update(exp)
@@ -96,14 +105,24 @@ def _analysis(book, S, days, spot, r, q, valuation_date, greek_curves, pop_iv, d
 
 def analyze_many(leg_sets: Sequence[Sequence[Leg]], spot, r=0.0, q=0.0, valuation_date=None,
                  *, grid=None, dates=(0,), points=1001, width_sigmas=3.0, bounds=None,
-                 iv=None, pop_iv=None, drift=None, greek_curves=False) -> dict:
+                 iv=None, pop_iv=None, drift=None, greek_curves=False, valuation_time=None,
+                 model="bsm", arrays=False) -> dict:
     """``analyze`` for several strategies overlaid on one price grid.
 
     The grid (unless given) spans every strategy's legs. Returns ``{"spot", "r", "q",
-    "valuation_date", "grid", "units", "strategies": [analysis, ...]}`` where each analysis
-    is what ``analyze`` returns minus the shared keys.
+    "valuation_date", "valuation_time", "model", "grid", "units", "strategies": [analysis,
+    ...]}`` where each analysis is what ``analyze`` returns minus the shared keys.
     """
-    books = [_book(legs, spot, r, q, valuation_date, iv) for legs in leg_sets]
+    black76 = check_model(model)
+    if black76:
+        q = r  # Black-76: the grid price is the future's, which carries no drift under Q
+    label_date = valuation_date
+    if valuation_time is not None:
+        # T comes from each leg's expiry_years (years to its settlement moment, see
+        # markettime.years_to_settlement); dates only label the curves
+        label_date = valuation_time.astimezone(dt.timezone.utc).date()
+        valuation_date = None
+    books = [_book(legs, spot, r, q, valuation_date, iv, black76) for legs in leg_sets]
     if grid is None:
         every = [leg for legs in leg_sets for leg in legs]
         sigmas = np.concatenate([b.sigma for b in books]) if books else np.array([])
@@ -117,21 +136,24 @@ def analyze_many(leg_sets: Sequence[Sequence[Leg]], spot, r=0.0, q=0.0, valuatio
         S = np.asarray(grid, dtype=float)
         if S.ndim != 1 or S.size < 2 or np.any(S < 0) or np.any(np.diff(S) <= 0):
             raise ValueError("grid: expected increasing prices >= 0 (at least two)")
-    days = _date_offsets(dates, valuation_date)
+    days = _date_offsets(dates, label_date)
     return {
         "spot": float(spot), "r": float(r), "q": float(q),
-        "valuation_date": _as_date(valuation_date, "valuation_date").isoformat()
-        if valuation_date is not None else None,
-        "grid": S.tolist(),
+        "valuation_date": _as_date(label_date, "valuation_date").isoformat()
+        if label_date is not None else None,
+        "valuation_time": valuation_time.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        if valuation_time is not None else None,
+        "model": model,
+        "grid": S if arrays else S.tolist(),
         "units": dict(GREEK_UNITS),
-        "strategies": [_analysis(b, S, days, spot, r, q, valuation_date, greek_curves,
-                                 pop_iv, drift) for b in books],
+        "strategies": [_analysis(b, S, days, spot, r, q, label_date, greek_curves,
+                                 pop_iv, drift, arrays) for b in books],
     }
 
 
 def analyze(legs: Sequence[Leg], spot, r=0.0, q=0.0, valuation_date=None, *, grid=None,
             dates=(0,), points=1001, width_sigmas=3.0, bounds=None, iv=None, pop_iv=None,
-            drift=None, greek_curves=False) -> dict:
+            drift=None, greek_curves=False, valuation_time=None, model="bsm", arrays=False) -> dict:
     """Full risk picture of one position as a JSON-ready dict.
 
     ``dates``: calendar days after ``valuation_date`` (or dates) to draw T+n curves for;
@@ -140,17 +162,23 @@ def analyze(legs: Sequence[Leg], spot, r=0.0, q=0.0, valuation_date=None, *, gri
     ``expiry_profile``.
 
     ``greek_curves``: also send the position Greeks along the grid for every date.
+    ``valuation_time`` (aware datetime): the legs carry ``expiry_years`` to their settlement
+    moments (``leg_from_dict(..., valuation_time=...)``); days forward count from it.
+    ``model``: "bsm" or "black76" (options on futures: ``spot`` is the future's price, q = r,
+    rho = -T x V). ``arrays``: curves and grid as float ndarrays (non-finite -> NaN) instead
+    of lists, for a serializer that writes arrays directly (orjson).
 
-    Keys: spot, r, q, valuation_date, grid, units (``GREEK_UNITS``), net_debit,
+    Keys: spot, r, q, valuation_date, valuation_time, model, grid, units, net_debit,
     curves (per date: days, date, pnl, breakevens, and with ``greek_curves`` delta, gamma,
     theta, vega, rho; position value = pnl + net_debit),
     expiry (days, date, years, pnl, exact), greeks (legs: per_unit/position; total),
     breakevens, max_profit, max_profit_unbounded, max_loss, max_loss_unbounded,
-    profit_ranges, pop, pop_iv, pop_drift.
+    profit_ranges, pop, pop_iv, pop_drift, tolerance (see ``expiry_profile``).
     """
     out = analyze_many([legs], spot, r, q, valuation_date, grid=grid, dates=dates,
                        points=points, width_sigmas=width_sigmas, bounds=bounds, iv=iv,
-                       pop_iv=pop_iv, drift=drift, greek_curves=greek_curves)
+                       pop_iv=pop_iv, drift=drift, greek_curves=greek_curves,
+                       valuation_time=valuation_time, model=model, arrays=arrays)
     result = out.pop("strategies")[0]
     out.update(result)
     return out

@@ -168,7 +168,8 @@ def implied_volatility(price, S, K, T, r, q, right, *, tol=1e-12, max_iter=100,
         raise ImpliedVolatilityError(
             f"price {float(price[i])} is outside the no-arbitrage bounds "
             f"[{floor[i]:.6g}, {cap[i]:.6g}) for {'call' if call[i] else 'put'} "
-            f"S={float(S[i])} K={float(K[i])} T={float(T[i])} (T must be > 0)"
+            f"S={float(S[i])} K={float(K[i])} T={float(T[i])}"
+            + (" (T must be > 0)" if T[i] <= 0 else "")
             + (f" ({int(bad.sum())} of {bad.size} prices)" if bad.size > 1 else ""))
     out = out.reshape(shape)
     return float(out) if out.ndim == 0 else out

@@ -32,9 +32,10 @@ class _Book:
     option_index: list       # positions in ``legs`` of the option legs
     leg_iv: list             # iv used per leg (None for linear legs)
     leg_years: list          # years to expiry per leg (None for linear legs)
+    black76: bool = False    # options on futures: q = r and rho = -T x V (see bsm.black76_greeks)
 
 
-def _book(legs: Sequence[Leg], spot, r, q, valuation_date, iv=None) -> _Book:
+def _book(legs: Sequence[Leg], spot, r, q, valuation_date, iv=None, black76=False) -> _Book:
     legs = list(legs)
     if not legs:
         raise InvalidLeg("legs: at least one leg is needed")
@@ -79,7 +80,18 @@ def _book(legs: Sequence[Leg], spot, r, q, valuation_date, iv=None) -> _Book:
         leg_years.append(t)
     return _Book(legs, np.array(strike, float), np.array(years, float), np.array(sigma, float),
                  np.array(call, bool), np.array(weight, float), linear, net_debit, opt_idx,
-                 leg_iv, leg_years)
+                 leg_iv, leg_years, black76)
+
+
+MODELS = ("bsm", "black76")
+
+
+def check_model(model) -> bool:
+    """True for Black-76 (options on futures: the grid price is the future's, q = r and rho =
+    -T x V), False for Black-Scholes-Merton; anything else is a ValueError naming ``model``."""
+    if model not in MODELS:
+        raise ValueError(f"model: expected one of {MODELS}, got {model!r}")
+    return model == "black76"
 
 
 # Dates are evaluated in blocks of at most this many (date, leg, price) points so that the
@@ -89,7 +101,7 @@ def _book(legs: Sequence[Leg], spot, r, q, valuation_date, iv=None) -> _Book:
 _BLOCK_POINTS = 24576
 
 
-def _option_curves(S, logS, inv_S, strike, tau, sigma, call, weight, r, q, greeks):
+def _option_curves(S, logS, inv_S, strike, tau, sigma, call, weight, r, q, greeks, black76=False):
     """Sum over option legs of value (and Greeks) on a grid, for several dates at once.
 
     S, logS, inv_S: (P,); strike, sigma, call, weight: (L,); tau: (D, L) years left.
@@ -103,13 +115,13 @@ def _option_curves(S, logS, inv_S, strike, tau, sigma, call, weight, r, q, greek
     out = {name: np.empty((D, S.size)) for name in names}
     for start in range(0, D, per_block):
         part = _option_block(S, logS, inv_S, strike, tau[start:start + per_block], sigma,
-                             call, weight, r, q, greeks)
+                             call, weight, r, q, greeks, black76)
         for name in names:
             out[name][start:start + per_block] = part[name]
     return out
 
 
-def _option_block(S, logS, inv_S, strike, tau, sigma, call, weight, r, q, greeks):
+def _option_block(S, logS, inv_S, strike, tau, sigma, call, weight, r, q, greeks, black76=False):
     """``_option_curves`` for one block of dates, all legs and prices in one pass.
 
     Calls are priced directly and puts by put-call parity, whose correction is linear in S,
@@ -142,7 +154,7 @@ def _option_block(S, logS, inv_S, strike, tau, sigma, call, weight, r, q, greeks
         return {"value": S * (a1 - put_s) - a2 + put_k}
     # Theta's carry terms only count legs with time left: an expired leg is settled.
     alive = tau > 0
-    a1, a1_alive = np.moveaxis(np.matmul(np.stack([c1, c1 * alive], axis=1), n1), 1, 0)
+    a1, a1_alive, a1_tau = np.moveaxis(np.matmul(np.stack([c1, c1 * alive, c1 * tau], axis=1), n1), 1, 0)
     a2, a2_alive, rho = np.moveaxis(
         np.matmul(np.stack([c2, c2 * alive, c2 * tau], axis=1), n2), 1, 0)
     put_s_alive = (c1 * put * alive).sum(axis=1)[:, None]
@@ -158,25 +170,33 @@ def _option_block(S, logS, inv_S, strike, tau, sigma, call, weight, r, q, greeks
     value = S * (a1 - put_s) - a2 + put_k
     theta = S * (decay + q * (a1_alive - put_s_alive)) - r * (a2_alive - put_k_alive)
     rho_put = (c2 * tau * put).sum(axis=1)[:, None]
+    if black76:
+        # rho = -sum tau x leg value (F held fixed): the value sum above, weighted by tau
+        put_s_tau = (c1 * tau * put).sum(axis=1)[:, None]
+        rho_total = -(S * (a1_tau - put_s_tau) - rho + rho_put)
+    else:
+        rho_total = rho - rho_put
     return {
         "value": value,
         "delta": a1 - put_s,
         "gamma": gamma * inv_S,
         "theta": theta / DAYS_PER_YEAR,
         "vega": vega * S / 100.0,
-        "rho": (rho - rho_put) / 100.0,
+        "rho": rho_total / 100.0,
     }
 
 
 def position_curves(legs: Sequence[Leg], grid, days, spot, r=0.0, q=0.0, valuation_date=None,
-                    *, iv=None, greeks=True) -> dict:
+                    *, iv=None, greeks=True, model="bsm") -> dict:
     """Position value, P&L and (optionally) Greeks on ``grid`` x ``days`` as ndarrays.
 
     ``days``: calendar days after the valuation date. Returns ``value``, ``pnl`` and the
     Greeks (position units, see ``GREEK_UNITS``) as (len(days), len(grid)) arrays, plus
     ``net_debit``. Legs past expiry are held at their intrinsic (settlement) value.
     """
-    book = _book(legs, spot, r, q, valuation_date, iv)
+    black76 = check_model(model)
+    q = r if black76 else q
+    book = _book(legs, spot, r, q, valuation_date, iv, black76)
     S = np.asarray(grid, dtype=float)
     days = np.asarray(days, dtype=float)
     return _curves(book, S, days, r, q, greeks)
@@ -190,7 +210,7 @@ def _curves(book, S, days, r, q, greeks):
             inv_S = np.where(S > 0, 1.0 / np.where(S > 0, S, 1.0), 0.0)
         tau = book.years[None, :] - days[:, None] / DAYS_PER_YEAR
         out = _option_curves(S, logS, inv_S, book.strike, tau, book.sigma, book.call,
-                             book.weight, r, q, greeks)
+                             book.weight, r, q, greeks, book.black76)
     else:
         zero = np.zeros((D, P))
         out = {"value": zero.copy()}

@@ -111,8 +111,15 @@ class Leg:
         raise InvalidLeg("valuation_date: needed to turn the leg's expiry date into years")
 
 
-def leg_from_dict(row: Mapping, valuation_date=None) -> Leg:
+def leg_from_dict(row: Mapping, valuation_date=None, *, valuation_time=None, underlying=None) -> Leg:
     """Build a ``Leg`` from a plain dict as the API/trade log sends it.
+
+    Time to expiry: with ``valuation_time`` (an aware datetime) ``expiry_years`` is the
+    fraction of a 365-day year to the leg's settlement moment (``markettime``: the
+    calendar of the leg's ``underlying`` or the ``underlying`` argument, its ``settlement``
+    style "AM"/"PM" or the default for that underlying); an option past that moment has
+    T = 0 (settled). Else with ``valuation_date``: whole calendar days / 365, an expiry
+    before that date being an error.
 
     Keys (aliases in brackets): ``instrument_type`` [kind], ``right`` [option_right],
     ``strike``, ``expiry`` [expiration, expiry_date] (ISO date) or ``expiry_years``,
@@ -150,7 +157,14 @@ def leg_from_dict(row: Mapping, valuation_date=None) -> Leg:
 
     expiry = _as_date(pick("expiry", "expiration", "expiry_date"), "expiry")
     expiry_years = number("expiry_years", pick("expiry_years"))
-    if expiry is not None and valuation_date is not None and kind == "option":
+    if expiry is not None and valuation_time is not None and kind == "option":
+        from optionsmath.markettime import years_to_settlement
+        try:
+            expiry_years = years_to_settlement(valuation_time, pick("underlying") or underlying, expiry,
+                                               style=pick("settlement"))
+        except ValueError as exc:
+            raise InvalidLeg(str(exc)) from None
+    elif expiry is not None and valuation_date is not None and kind == "option":
         days = (expiry - _as_date(valuation_date, "valuation_date")).days
         if days < 0:
             raise InvalidLeg(f"expiry: {expiry.isoformat()} is before the valuation date")
@@ -177,12 +191,14 @@ def leg_from_dict(row: Mapping, valuation_date=None) -> Leg:
     )
 
 
-def legs_from_dicts(rows: Iterable[Mapping], valuation_date=None) -> list[Leg]:
+def legs_from_dicts(rows: Iterable[Mapping], valuation_date=None, *, valuation_time=None,
+                    underlying=None) -> list[Leg]:
     """``leg_from_dict`` over a list; errors name the leg's index (``legs[2].strike: ...``)."""
     legs = []
     for i, row in enumerate(rows):
         try:
-            legs.append(leg_from_dict(row, valuation_date))
+            legs.append(leg_from_dict(row, valuation_date, valuation_time=valuation_time,
+                                      underlying=underlying))
         except InvalidLeg as exc:
             raise InvalidLeg(f"legs[{i}].{exc}") from None
     return legs

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from bus.consumer import batch
 from bus.envelope import parse_time
-from plugins.mlloop import features as fx
-from plugins.mlloop import outcomes, service
+from plugins.mlloop import service
+from plugins.mlloop.domain.calendar import session_date
 
 
 @batch
 def on_decisions(conn, events):
-    service.write_decisions(conn, events)
+    service.decisions.write_decisions(conn, events)
 
 
 @batch
 def on_features(conn, events):
-    service.write_feature_snapshots(conn, events)
+    service.decisions.write_feature_snapshots(conn, events)
 
 
 @batch
@@ -32,11 +32,11 @@ def on_pnl(conn, events):
     for ev in events:
         p = ev.payload
         if p.get("trade_id"):
-            days.add((ev.user_id, fx.session_date(parse_time(p["event_time"]))))
+            days.add((ev.user_id, session_date(parse_time(p["event_time"]))))
         if p.get("event_type") == "settlement":
             settled.add((ev.user_id, ev.aggregate_id))
-    outcomes.label_ideas(conn, settled)
-    outcomes.recompute_days(conn, days)
+    service.outcomes.label_ideas(conn, settled)
+    service.outcomes.recompute_days(conn, days)
 
 
 SUBSCRIPTIONS = {

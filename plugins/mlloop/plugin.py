@@ -1,13 +1,15 @@
-"""The mlloop plugin's whole surface (hookimpls only). Part 1 owns the data foundation
-(tables, scoring, ledger, labels, daily performance); part 2's registry, admin API and admin
-commands are joined in here."""
+"""The mlloop plugin's whole surface (hookimpls only): the ML feedback loop's tables, its API
+(/api/ml and the admin API /api/admin/ml), topics, consumers and ``tradeloop ml`` commands.
+
+Start-up imports stay light: the service layer and the ML core (pandas, scipy, CatBoost)
+load on first use, not when the app or the CLI starts."""
 from __future__ import annotations
 
 import os
 
 from app.hookspecs import Topic, hookimpl
-from plugins.mlloop import admin_views, cli, handlers, immutable, registry, schemas, tables, views
-from plugins.mlloop.service import DECISIONS, FEATURES, PNL
+from plugins.mlloop import admin_views, cli, events, handlers, immutable, tables, views
+from plugins.mlloop.service.common import DECISIONS, FEATURES, PNL
 
 
 @hookimpl
@@ -17,7 +19,7 @@ def register_blueprints(app):
 
 @hookimpl
 def register_tables():
-    return list(tables.metadata.tables.values()) + list(registry.metadata.tables.values())
+    return list(tables.metadata.tables.values()) + list(tables.registry_metadata.tables.values())
 
 
 @hookimpl
@@ -27,17 +29,16 @@ def register_migrations():
 
 @hookimpl
 def register_topics():
-    topics = [
+    return [
         Topic(DECISIONS, "Immutable scoring decisions (scores, versions, model, arm, features), one per idea.",
-              {"DecisionRecorded": schemas.DecisionRecorded}),
+              {"DecisionRecorded": events.DecisionRecorded}),
         Topic(FEATURES, "The feature snapshot of every decision, with its versions.",
-              {"FeatureSnapshotTaken": schemas.FeatureSnapshotTaken}),
+              {"FeatureSnapshotTaken": events.FeatureSnapshotTaken}),
         Topic(PNL, "The P&L ledger: marks, fills, adjustments and settlements of tracked ideas.",
-              {"PnlRecorded": schemas.PnlRecorded}),
+              {"PnlRecorded": events.PnlRecorded}),
+        Topic(tables.MODELS_TOPIC, "Model registry, drift and experiment events (system-wide, admin).",
+              events.MODEL_EVENTS, key="aggregate_id"),
     ]
-    if getattr(registry, "TOPIC", None) is not None:
-        topics.append(registry.TOPIC)
-    return topics
 
 
 @hookimpl

@@ -1,10 +1,13 @@
-"""Marshmallow schemas of the mlloop API (part 1) and of its event payloads."""
+"""Marshmallow schemas of the mlloop API (/api/ml). Event payloads are in ``events.py``; the
+admin API's schemas in ``admin_schemas.py``."""
 from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app import fields as tf
-from plugins.mlloop import ledger, scoring
+from plugins.mlloop.domain import ideas
+from plugins.mlloop.domain.ledger import EVENT_TYPES
+from plugins.mlloop.domain.rules import COMPONENTS
 
 ID64 = validate.Length(min=1, max=64)
 CONTEXT_ID = validate.Length(min=1, max=100)
@@ -68,7 +71,7 @@ class ContextPath(Schema):
 
 # -- selector params ---------------------------------------------------------------------------
 class ParamsIn(Schema):
-    weights = fields.Dict(keys=fields.String(validate=validate.OneOf(scoring.COMPONENTS)),
+    weights = fields.Dict(keys=fields.String(validate=validate.OneOf(COMPONENTS)),
                           values=fields.Float(allow_nan=False, validate=validate.Range(min=0, max=1)),
                           required=True, metadata={"description": "convexity, r2r, width_fit, gamma_alignment; sum 1"})
     r2r_scale = _num(0.01, 100)
@@ -93,9 +96,9 @@ class Params(Schema):
 # -- scoring -----------------------------------------------------------------------------------
 class IdeaIn(Schema):
     idea_id = fields.String(required=True, validate=ID64)
-    strategy = fields.String(required=True, validate=validate.OneOf(scoring.STRATEGIES))
-    side = fields.String(required=True, validate=validate.OneOf(scoring.SIDES))
-    direction = fields.String(load_default="long", validate=validate.OneOf(scoring.DIRECTIONS))
+    strategy = fields.String(required=True, validate=validate.OneOf(ideas.STRATEGIES))
+    side = fields.String(required=True, validate=validate.OneOf(ideas.SIDES))
+    direction = fields.String(load_default="long", validate=validate.OneOf(ideas.DIRECTIONS))
     strike = _money(1, 1_000_000, places=2, required=True)
     width = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1, max=10_000))
     expiration = fields.Date(required=True)
@@ -238,7 +241,7 @@ class PnlEventIn(Schema):
     idea_id = fields.String(required=True, validate=ID64)
     trade_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=36))
     strategy_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=36))
-    event_type = fields.String(required=True, validate=validate.OneOf(ledger.EVENT_TYPES))
+    event_type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
     event_time = tf.UtcDateTime(required=True)
     pnl_delta = _money(-1e9, 1e9, places=2, allow_none=True,
                        metadata={"description": "change of the idea's net P&L (dollars), fees and slippage included; "
@@ -394,54 +397,3 @@ class Daily(Schema):
     dates = fields.List(fields.Date(), required=True)
     net_pnl = fields.List(tf.Money(places=2), required=True)
     cumulative_net_pnl = fields.List(tf.Money(places=2), required=True)
-
-
-# -- event payloads (topics) -------------------------------------------------------------------
-class DecisionRecorded(Schema):
-    """An immutable scoring decision: scores, versions, model, arm, features and the idea."""
-    decision_id = fields.String()
-    decision_key = fields.String()
-    idea_id = fields.String()
-    tracked_idea_id = fields.String()
-    context_id = fields.String()
-    decision_time = tf.UtcDateTime()
-    selector_params_version = fields.Integer()
-    feature_snapshot_id = fields.String()
-    original_score = tf.Money(places=2)
-    ml_score = tf.Money(places=2, allow_none=True)
-    final_score = tf.Money(places=2)
-    rule_components = fields.Dict()
-    ml_weight = fields.Float()
-    scoring_mode = fields.String()
-    model_id = fields.Integer(allow_none=True)
-    model_version = fields.Integer(allow_none=True)
-    experiment_id = fields.Integer(allow_none=True)
-    experiment_arm = fields.String(allow_none=True)
-    exploration = fields.Boolean()
-    idea = fields.Dict()
-    features = fields.Dict()
-
-
-class FeatureSnapshotTaken(Schema):
-    """The features a decision used (every ml_feature_snapshots column, with versions)."""
-    feature_snapshot_id = fields.String()
-    decision_id = fields.String()
-    tracked_idea_id = fields.String()
-    idea_id = fields.String()
-    snapshot_time = tf.UtcDateTime()
-    feature_set_version = fields.String()
-    feature_extractor_version = fields.String()
-    gex_calc_version = fields.String()
-    vix_regime_classifier_version = fields.String()
-
-
-class PnlRecorded(Schema):
-    """One pnl_events row (the agreed contract)."""
-    idea_id = fields.String()
-    trade_id = fields.String(allow_none=True)
-    event_type = fields.String()
-    pnl_delta = tf.Money(places=2)
-    fees = tf.Money(places=2)
-    slippage = tf.Money(places=2)
-    underlying_price = tf.Money(places=2)
-    event_time = tf.UtcDateTime()

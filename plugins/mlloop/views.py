@@ -7,7 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from app import conn, ext, user
-from plugins.mlloop import outcomes, service
+from plugins.mlloop import service
 from plugins.mlloop import schemas as s
 
 blp = Blueprint("mlloop", __name__, url_prefix="/api/ml",
@@ -24,7 +24,7 @@ class Contexts(MethodView):
     def post(self, data):
         """Append market snapshots (immutable per time) and define market contexts: each context's
         features are computed once, as of its ``as_of``, from snapshots at or before it."""
-        contexts, created = service.create_contexts(conn(), user().id, data)
+        contexts, created = service.contexts.create_contexts(conn(), user().id, data)
         return {"contexts": contexts}, 201 if created else 200
 
 
@@ -33,7 +33,7 @@ class OneContext(MethodView):
     @blp.response(200, s.Context)
     def get(self, context_id):
         """A market context and its point-in-time features."""
-        return service.get_context(conn(), user().id, context_id)
+        return service.contexts.get_context(conn(), user().id, context_id)
 
 
 @blp.route("/selector-params")
@@ -41,13 +41,13 @@ class SelectorParams(MethodView):
     @blp.response(200, s.Params(many=True))
     def get(self):
         """Every version of your rule-score weights (version 1 = the defaults)."""
-        return service.list_params(conn(), user().id)
+        return service.selector_params.list_params(conn(), user().id)
 
     @blp.arguments(s.ParamsIn)
     @blp.response(201, s.Params)
     def post(self, data):
         """A new selector_params version (weights summing to 1), active for decisions from now on."""
-        return service.create_params(conn(), user().id, data)
+        return service.selector_params.create_params(conn(), user().id, data)
 
 
 @blp.route("/score")
@@ -61,7 +61,7 @@ class Score(MethodView):
         Decisions and features travel on ``mlloop.decisions`` / ``mlloop.features``."""
         c = conn()
         mode = ext().scoring_mode(c, user().id)
-        return service.score_ideas(c, user().id, data, mode=mode)
+        return service.decisions.score_ideas(c, user().id, data, mode=mode)
 
 
 @blp.route("/decisions/<string(length=36):decision_id>")
@@ -70,7 +70,7 @@ class OneDecision(MethodView):
     def get(self, decision_id):
         """A decision with everything needed to reproduce it: exact features and versions, the
         idea's geometry, the selector_params weights and the model reference."""
-        return service.get_decision(conn(), user().id, decision_id)
+        return service.decisions.get_decision(conn(), user().id, decision_id)
 
 
 @blp.route("/ideas")
@@ -80,7 +80,7 @@ class Ideas(MethodView):
         "description": "how many ideas match (all pages)", "schema": {"type": "integer"}}})
     def get(self, args):
         """Your tracked ideas, newest first (filter by settlement status or context)."""
-        items, total = service.list_ideas(conn(), user().id, **args)
+        items, total = service.decisions.list_ideas(conn(), user().id, **args)
         return items, 200, {"X-Total-Count": str(total)}
 
 
@@ -89,7 +89,7 @@ class OneIdea(MethodView):
     @blp.response(200, s.TrackedIdea)
     def get(self, idea_id):
         """A tracked idea: geometry, entry context, running P&L path and settlement."""
-        return outcomes.get_idea(conn(), user().id, idea_id)
+        return service.outcomes.get_idea(conn(), user().id, idea_id)
 
 
 @blp.route(f"/ideas/{IDEA}/events")
@@ -97,7 +97,7 @@ class IdeaEvents(MethodView):
     @blp.response(200, s.PnlEvent(many=True))
     def get(self, idea_id):
         """The idea's P&L ledger in time order (the deltas sum to its settlement P&L)."""
-        return outcomes.idea_events(conn(), user().id, idea_id)
+        return service.outcomes.idea_events(conn(), user().id, idea_id)
 
 
 @blp.route(f"/ideas/{IDEA}/snapshots")
@@ -105,7 +105,7 @@ class IdeaSnapshots(MethodView):
     @blp.response(200, s.IdeaSnapshot(many=True))
     def get(self, idea_id):
         """The idea's event-triggered snapshots (fill, tier boundary, stop/target touch, 1% move, periodic)."""
-        return outcomes.idea_snapshots(conn(), user().id, idea_id)
+        return service.outcomes.idea_snapshots(conn(), user().id, idea_id)
 
 
 @blp.route(f"/ideas/{IDEA}/labels")
@@ -113,7 +113,7 @@ class IdeaLabels(MethodView):
     @blp.response(200, s.Labels)
     def get(self, idea_id):
         """The settled idea's outcome labels (404 until settled and labelled)."""
-        return outcomes.idea_labels(conn(), user().id, idea_id)
+        return service.outcomes.idea_labels(conn(), user().id, idea_id)
 
 
 @blp.route(f"/ideas/{IDEA}/settle")
@@ -123,7 +123,7 @@ class SettleIdea(MethodView):
     def post(self, data, idea_id):
         """Settle the idea at expiry: one settlement event so its ledger sums to the settlement
         P&L (value at the settlement price, entered at its debit, net of recorded costs)."""
-        return outcomes.settle_idea(conn(), user().id, idea_id, data)
+        return service.outcomes.settle_idea(conn(), user().id, idea_id, data)
 
 
 @blp.route(f"/ideas/{IDEA}/actions")
@@ -131,13 +131,13 @@ class IdeaActions(MethodView):
     @blp.response(200, s.Action(many=True))
     def get(self, idea_id):
         """What you did with the idea (viewed, dismissed, starred, traded, trade_closed)."""
-        return outcomes.idea_actions(conn(), user().id, idea_id)
+        return service.outcomes.idea_actions(conn(), user().id, idea_id)
 
     @blp.arguments(s.ActionIn)
     @blp.response(201, s.Action)
     def post(self, data, idea_id):
         """Record an action on the idea (append-only); ``traded`` with a trade_id links the trade."""
-        return outcomes.record_action(conn(), user().id, idea_id, data)
+        return service.outcomes.record_action(conn(), user().id, idea_id, data)
 
 
 @blp.route("/pnl-events")
@@ -147,7 +147,7 @@ class PnlEvents(MethodView):
     def post(self, data):
         """Append P&L events (marks, fills, adjustments, settlements) to ideas' ledgers, in time
         order per idea. Snapshots are taken only on trigger events. Emits PnlRecorded each."""
-        return outcomes.record_pnl_events(conn(), user().id, data["events"])
+        return service.outcomes.record_pnl_events(conn(), user().id, data["events"])
 
 
 @blp.route("/daily-performance")
@@ -156,4 +156,4 @@ class DailyPerformance(MethodView):
     @blp.response(200, s.Daily)
     def get(self, args):
         """Your daily performance (traded ideas), with plot-ready series and the running total."""
-        return outcomes.daily(conn(), user().id, args.get("start"), args.get("end"))
+        return service.outcomes.daily(conn(), user().id, args.get("start"), args.get("end"))

@@ -270,12 +270,20 @@ class RiskLegIn(Schema):
     strike = tf.Money(load_default=None, allow_none=True,
                       validate=_positive)
     expiry = fields.Date(load_default=None, allow_none=True)
-    quantity = fields.Integer(required=True, validate=[validate.Range(min=-100_000, max=100_000),
-                                                       validate.NoneOf([0], error="must not be 0")])
+    quantity = fields.Integer(required=True, strict=True,
+                              validate=[validate.Range(min=-100_000, max=100_000),
+                                        validate.NoneOf([0], error="must not be 0")],
+                              metadata={"description": "signed whole contracts/shares (+ long, - short); "
+                                                       "a fraction is refused"})
     price = _price(load_default=None, allow_none=True, metadata={"description": "premium per unit"})
-    iv = fields.Float(load_default=None, allow_none=True, allow_nan=False,
-                      validate=validate.Range(min=0, min_inclusive=False, max=10))
-    multiplier = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=100_000))
+    iv = fields.Float(load_default=None, allow_none=True, allow_nan=False, validate=validate.Range(min=0, max=10),
+                      metadata={"description": "decimal; 0 = no volatility (discounted forward intrinsic)"})
+    multiplier = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                validate=validate.Range(min=1, max=100_000))
+    settlement = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(("AM", "PM")),
+                               metadata={"description": "with valuation_time: AM (the expiry morning's open) or "
+                                                        "PM (that day's close); default by the underlying "
+                                                        "(docs/risk-math.md, Market time)"})
 
     @validates_schema
     def _option_fields(self, data, **_):
@@ -287,25 +295,50 @@ class RiskLegIn(Schema):
             raise ValidationError("only option legs have a strike and right", "strike")
 
 
+class DaysForward(fields.List):
+    """A list of day offsets; a bare integer n is accepted as [n]."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class _MarketArgs(Schema):
     spot = fields.Float(required=True, allow_nan=False, validate=_positive)
     r = fields.Float(load_default=0.0, allow_nan=False, validate=validate.Range(min=-1, max=1),
                      metadata={"description": "risk-free rate, decimal (0.05 = 5%)"})
     q = fields.Float(load_default=0.0, allow_nan=False, validate=validate.Range(min=-1, max=1),
                      metadata={"description": "dividend yield, decimal"})
-    iv = fields.Float(load_default=None, allow_none=True, allow_nan=False,
-                      validate=validate.Range(min=0, min_inclusive=False, max=10),
-                      metadata={"description": "vol for legs without one, decimal (0.2 = 20%)"})
-    valuation_date = fields.Date(load_default=None, metadata={"description": "default today (UTC)"})
+    iv = fields.Float(load_default=None, allow_none=True, allow_nan=False, validate=validate.Range(min=0, max=10),
+                      metadata={"description": "vol for legs without one, decimal (0.2 = 20%; 0 = none)"})
+    valuation_date = fields.Date(load_default=None, metadata={
+        "description": "default today (UTC); T = whole calendar days to expiry / 365"})
+    valuation_time = tf.UtcDateTime(load_default=None, metadata={
+        "description": "instead of valuation_date: T = time to each leg's settlement moment (exchange "
+                       "calendar, AM/PM settlement), fractional; an option past it is settled"})
+    underlying = fields.String(load_default=None, validate=_symbol, metadata={
+        "description": "the legs' underlying, for their calendar and settlement style with valuation_time "
+                       "(default: XNYS, PM)"})
+    model = fields.String(load_default="bsm", validate=validate.OneOf(("bsm", "black76")), metadata={
+        "description": "bsm: Black-Scholes-Merton; black76: options on futures (spot = the future's price, "
+                       "q = r, rho = -T x V)"})
     points = fields.Integer(load_default=201, validate=validate.Range(min=2, max=MAX_POINTS))
     min = fields.Float(load_default=None, allow_none=True, allow_nan=False, validate=validate.Range(min=0, max=10_000_000),
                        metadata={"description": "grid low (with max)"})
     max = fields.Float(load_default=None, allow_none=True, allow_nan=False,
                        validate=validate.Range(min=0, min_inclusive=False, max=10_000_000),
                        metadata={"description": "grid high (with min)"})
-    days_forward = fields.List(fields.Integer(validate=validate.Range(min=0, max=3650)), load_default=lambda: [0],
-                               validate=validate.Length(min=1, max=MAX_DATES),
-                               metadata={"description": "T+n curves, calendar days after the valuation date"})
+    days_forward = DaysForward(fields.Integer(strict=True, validate=validate.Range(min=0, max=3650)),
+                               load_default=lambda: [0], validate=validate.Length(min=1, max=MAX_DATES),
+                               metadata={"description": "1..20 T+n curves: calendar days after the valuation "
+                                                        "date/time (a single integer n is [n]); the T+0 curve "
+                                                        "is always drawn first"})
+
+    @validates_schema
+    def _when(self, data, **_):
+        if data.get("valuation_date") is not None and data.get("valuation_time") is not None:
+            raise ValidationError("give valuation_date or valuation_time, not both", "valuation_time")
 
     @validates_schema
     def _grid(self, data, **_):
@@ -344,7 +377,7 @@ class PositionAnalyzeIn(_MarketArgs):
 
 class MarketInputsIn(Schema):
     spot = fields.Float(required=True, allow_nan=False, validate=_positive)
-    iv = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0, min_inclusive=False, max=10))
+    iv = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0, max=10))
     r = fields.Float(load_default=0.0, allow_nan=False, validate=validate.Range(min=-1, max=1))
     q = fields.Float(load_default=0.0, allow_nan=False, validate=validate.Range(min=-1, max=1))
 
@@ -429,6 +462,8 @@ class StrategyRisk(Schema):
     pop = _num(required=True, metadata={"description": "probability of profit at expiry, 0..1"})
     pop_iv = _num(required=True)
     pop_drift = _num(required=True)
+    tolerance = _num(metadata={"description": "dollars: |P&L| at or below it counts as 0 (1e-9 x the money "
+                                              "the position involves)"})
 
 
 class AnalyzeOut(Schema):
@@ -436,6 +471,8 @@ class AnalyzeOut(Schema):
     r = _num(required=True)
     q = _num(required=True)
     valuation_date = fields.String(allow_none=True)
+    valuation_time = fields.String(allow_none=True)
+    model = fields.String()
     grid = fields.List(_num(), required=True)
     units = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
     strategies = fields.List(fields.Nested(StrategyRisk), required=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import json
 import secrets
 
@@ -14,7 +15,7 @@ from app import errors
 from app.concurrency import versioned_update
 from app.db import is_duplicate_key, new_id, utcnow
 from bus import outbox
-from plugins.riskgraph import risk
+from plugins.riskgraph import offload, risk
 from plugins.riskgraph.schemas import SharedTemplate, Strategy, today
 from plugins.riskgraph.tables import (
     market_inputs, position_books, risk_artifacts, strategies, strategy_versions, templates,
@@ -30,11 +31,11 @@ def _ms(t: dt.datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
-def _input_error(exc: risk.RiskInputError) -> errors.Unprocessable:
+def _input_error(exc: risk.RiskInputError, location: str = "json") -> errors.Unprocessable:
     """422 naming the field; ``legs.2`` becomes ``{"legs": {"2": [...]}}`` as webargs nests."""
     head, _, index = exc.field.partition(".")
     messages = {index: [exc.message]} if index else [exc.message]
-    return errors.Unprocessable(f"{exc.field}: {exc.message}", errors={"json": {head: messages}})
+    return errors.Unprocessable(f"{exc.field}: {exc.message}", errors={location: {head: messages}})
 
 
 # ======================================================================================
@@ -352,40 +353,55 @@ def use_shared_template(c, user_id: int, code: str, data: dict) -> dict:
 # ======================================================================================
 def _market(args: dict) -> dict:
     bounds = (args["min"], args["max"]) if args.get("min") is not None else None
+    days = args.get("days_forward") or [0]
+    days = [0] + sorted({int(d) for d in days if d != 0})  # the T+0 curve always comes first
     return dict(spot=args["spot"], r=args.get("r") or 0.0, q=args.get("q") or 0.0,
                 valuation_date=args.get("valuation_date") or today(), points=args.get("points") or 201,
-                bounds=bounds, days_forward=args.get("days_forward") or [0])
+                bounds=bounds, days_forward=days, valuation_time=args.get("valuation_time"),
+                model=args.get("model") or "bsm")
 
 
-def analyze(c, user_id: int, args: dict) -> dict:
+# (price, date, leg) points above which an analysis runs in the process pool, off the
+# gevent loop: ~50 ms of work on this machine (an iron condor over 1,001 prices x 10 dates
+# is 44k and takes ~3 ms inline; 5,001 prices x 20 dates x 4 legs with Greek curves is 1.7M).
+OFF_LOOP_WORK = int(os.environ.get("RISKGRAPH_OFF_LOOP_WORK", "600000"))
+
+
+def analyze(get_conn, user_id: int, args: dict, *, location: str = "json") -> bytes:
     """Legs and/or saved strategies, overlaid on one price grid: P&L curves (T+n and
-    expiry), Greeks at the spot, breakevens, max profit/loss (with unbounded flags), POP."""
+    expiry), Greeks at the spot, breakevens, max profit/loss (with unbounded flags), POP.
+    Returns the response body as JSON bytes (``AnalyzeOut``), written straight from the
+    engine's arrays; a large analysis (``OFF_LOOP_WORK``) is computed in a worker process.
+    ``location`` is where the request's arguments came from (json, or query for GET).
+    ``get_conn`` is called only to load saved strategies: ad-hoc legs open no transaction,
+    so an analysis never holds a database lock (SQLite has one writer) while it computes."""
     m = _market(args)
     sets, meta = [], []
+    underlying = args.get("underlying")
     try:
         if args.get("legs"):
-            sets.append(risk.request_legs(args["legs"], m["valuation_date"]))
+            sets.append(risk.request_legs(args["legs"], m["valuation_date"], valuation_time=m["valuation_time"],
+                                          underlying=underlying))
             meta.append({"source": "legs", "strategy_id": None, "label": None})
         for i, sid in enumerate(args.get("strategy_ids") or []):
-            s = _load(c, user_id, sid)
+            s = _load(get_conn(), user_id, sid)
             if s is None or not s["is_active"]:
                 raise errors.NotFound(f"strategy {sid} not found",
-                                      errors={"json": {"strategy_ids": {str(i): ["not found"]}}})
+                                      errors={location: {"strategy_ids": {str(i): ["not found"]}}})
             if args.get("iv") is None:
-                raise errors.field_error("iv", "required to price saved strategies")
+                raise errors.field_error("iv", "required to price saved strategies", location)
             sets.append(risk.strategy_legs(s, spot=m["spot"], r=m["r"], q=m["q"], iv=args["iv"],
-                                           valuation_date=m["valuation_date"]))
+                                           valuation_date=m["valuation_date"], valuation_time=m["valuation_time"]))
             meta.append({"source": "strategy", "strategy_id": s["id"], "label": s["label"]})
         if args.get("iv") is not None:
             sets = [[_with_iv(leg, args["iv"]) for leg in legs] for legs in sets]
-        out = risk.run(sets, spot=m["spot"], r=m["r"], q=m["q"], valuation_date=m["valuation_date"],
-                       points=m["points"], bounds=m["bounds"], days_forward=m["days_forward"],
-                       greek_curves=bool(args.get("greek_curves")))
+        greek_curves = bool(args.get("greek_curves"))
+        market = dict(m, greek_curves=greek_curves)
+        if risk.work_size(sets, m["points"], len(m["days_forward"]), greek_curves) >= OFF_LOOP_WORK:
+            return offload.run(risk.analysis_json, sets, meta, market)
+        return risk.analysis_json(sets, meta, market)
     except risk.RiskInputError as exc:
-        raise _input_error(exc) from None
-    for analysis, info in zip(out["strategies"], meta):
-        analysis.update(info)
-    return out
+        raise _input_error(exc, location) from None
 
 
 def _with_iv(leg, iv):
@@ -395,11 +411,11 @@ def _with_iv(leg, iv):
     return dataclasses.replace(leg, iv=iv)
 
 
-def strategy_risk(c, user_id: int, strategy_id: str, args: dict) -> dict:
-    s = get_strategy(c, user_id, strategy_id)
+def strategy_risk(get_conn, user_id: int, strategy_id: str, args: dict) -> bytes:
+    s = get_strategy(get_conn(), user_id, strategy_id)
     if not s["is_active"]:
         raise errors.NotFound(f"strategy {strategy_id} not found")
-    return analyze(c, user_id, {**args, "legs": None, "strategy_ids": [strategy_id]})
+    return analyze(get_conn, user_id, {**args, "legs": None, "strategy_ids": [strategy_id]}, location="query")
 
 
 # ======================================================================================
@@ -407,9 +423,15 @@ def strategy_risk(c, user_id: int, strategy_id: str, args: dict) -> dict:
 # ======================================================================================
 def _inputs(args: dict) -> dict:
     m = _market(args)
-    return {"spot": m["spot"], "iv": args.get("iv"), "r": m["r"], "q": m["q"],
-            "valuation_date": m["valuation_date"].isoformat(), "points": m["points"],
-            "bounds": list(m["bounds"]) if m["bounds"] else None, "days_forward": list(m["days_forward"])}
+    out = {"spot": m["spot"], "iv": args.get("iv"), "r": m["r"], "q": m["q"],
+           "valuation_date": m["valuation_date"].isoformat(), "points": m["points"],
+           "bounds": list(m["bounds"]) if m["bounds"] else None, "days_forward": list(m["days_forward"])}
+    if m["valuation_time"] is not None:  # only when given, so older inputs keep their hash
+        out["valuation_time"] = m["valuation_time"].isoformat()
+        del out["valuation_date"]
+    if m["model"] != "bsm":
+        out["model"] = m["model"]
+    return out
 
 
 def _hash(inputs: dict) -> str:
@@ -436,9 +458,9 @@ def compute_position_artifact(c, user_id: int, position: dict, args: dict, *, so
         return _artifact(row), True
     m = _market(args)
     try:
-        legs, unpriced = risk.position_legs(position, valuation_date=m["valuation_date"], iv=args.get("iv"))
-        out = risk.run([legs], spot=m["spot"], r=m["r"], q=m["q"], valuation_date=m["valuation_date"],
-                       points=m["points"], bounds=m["bounds"], days_forward=m["days_forward"])
+        legs, unpriced = risk.position_legs(position, valuation_date=m["valuation_date"], iv=args.get("iv"),
+                                            valuation_time=m["valuation_time"])
+        out = risk.run([legs], **m)
     except risk.RiskInputError as exc:
         raise _input_error(exc) from None
     analysis = out["strategies"][0]

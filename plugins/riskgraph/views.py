@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from flask import after_this_request, current_app, request
+from flask import Response, after_this_request, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -104,7 +104,7 @@ class StrategyRisk(MethodView):
     @blp.response(200, s.AnalyzeOut)
     def get(self, args, strategy_id):
         """Risk of a saved strategy at the given market (spot, iv required)."""
-        return service.strategy_risk(conn(), user().id, strategy_id, args)
+        return _json(service.strategy_risk(conn, user().id, strategy_id, args))
 
 
 # -- templates -------------------------------------------------------------------------
@@ -175,8 +175,10 @@ class Analyze(MethodView):
     def post(self, args):
         """Payoff curves (T+n and expiry), Greeks, breakevens, max P/L and POP for ad-hoc legs
         and/or saved strategies, all on one price grid. Units: P&L in dollars (x quantity x
-        multiplier), theta per calendar day, vega per vol point, rho per 1% of r."""
-        return service.analyze(conn(), user().id, args)
+        multiplier), theta per calendar day, vega per vol point, rho per 1% of r. Max profit/loss,
+        breakevens and profit ranges hold over all prices 0..inf (docs/risk-math.md); a large
+        analysis runs in a worker process, off the server's event loop."""
+        return _json(service.analyze(conn, user().id, args))
 
 
 # -- artifacts and the TradeLog integration ----------------------------------------------
@@ -225,6 +227,11 @@ class MarketInputs(MethodView):
     def put(self, data, symbol):
         """Set spot/iv/r/q for a symbol: recomputes driven by trade-log events use them."""
         return service.set_market_inputs(conn(), user().id, symbol, data)
+
+
+def _json(body: bytes) -> Response:
+    """The service's ready JSON body (``AnalyzeOut``, written from arrays by orjson)."""
+    return Response(body, status=200, mimetype="application/json")
 
 
 def _tradelog_client() -> integration.TradelogClient:

@@ -1,13 +1,16 @@
 """Derived metadata of a position, computed from its legs and fills, never stored.
 
 Pure functions (no database, no Flask). This is bookkeeping metadata, not risk math: the
-payoff at expiry of a position whose option legs share one expiry is piecewise linear with
-kinks at the strikes, so evaluating it at 0, at each strike and its slope beyond the highest
-strike gives the exact max profit / max loss (``None`` when unbounded or when legs expire on
-different dates, which needs a pricing model — RiskGraph's job).
+strategy name and the exact max profit / max loss at expiry come from ``optionsmath``
+(``None`` when unbounded or when legs expire on different dates, which needs a pricing
+model — RiskGraph's job).
 
-Conventions: ``net_debit`` = sum(price * quantity * multiplier) over fills, in dollars; a
-credit is negative. ``max_loss`` is a positive amount of dollars (the most you can lose).
+Conventions (the same as ``optionsmath`` and riskgraph): ``net_debit`` = sum(price *
+quantity * multiplier), in dollars, a credit negative; in the snapshot it is the cost basis of
+what is **open** (the open FIFO lots). ``max_profit`` / ``max_loss`` are P&L figures of what
+is open at expiry, net of that net debit: **max_loss is the lowest P&L, negative for a loss**
+(``-2050.0000``: you can lose 2,050). Realized P&L of what was already closed is reported
+beside them, never mixed in.
 """
 from __future__ import annotations
 
@@ -39,16 +42,6 @@ def fees(fills: list[dict]) -> Decimal:
     return sum((_d(f.get("fees") or 0) for f in fills), ZERO)
 
 
-def dte(legs: list[dict], today: dt.date) -> int | None:
-    """Days from ``today`` to the nearest expiry not yet past (0 when all are past; None
-    when no leg expires)."""
-    expiries = [_date(leg["expiry"]) for leg in legs if leg.get("expiry")]
-    if not expiries:
-        return None
-    ahead = [(e - today).days for e in expiries if e >= today]
-    return min(ahead) if ahead else 0
-
-
 def derived_strategy(legs: list[dict]) -> str:
     """single, vertical, straddle, strangle, calendar, diagonal, butterfly, condor,
     iron_butterfly, iron_condor, stock, covered_call, protective_put, or custom
@@ -57,12 +50,11 @@ def derived_strategy(legs: list[dict]) -> str:
 
 
 def payoff_extremes(legs: list[dict], debit: Decimal) -> tuple[Decimal | None, Decimal | None]:
-    """(max_profit, max_loss) at expiry in dollars, net of ``debit``; None = unbounded or
-    not computable without a pricing model (option legs on different expiries). The exact
-    extremes come from ``optionsmath.payoff_extremes``; here max_loss is a positive amount
-    (the most you can lose), see the module docstring."""
-    best, worst = optionsmath.payoff_extremes(legs, debit)
-    return best, (None if worst is None else -worst)
+    """(max_profit, max_loss) at expiry in dollars as P&L, net of ``debit`` (max_loss
+    negative for a loss, the convention of ``optionsmath``, riskgraph and the snapshot);
+    None = unbounded or not computable without a pricing model (option legs on different
+    expiries). The exact extremes come from ``optionsmath.payoff_extremes``."""
+    return optionsmath.payoff_extremes(legs, debit)
 
 
 def combo_units(quantities: list[int]) -> int:
@@ -79,14 +71,38 @@ def opening_fills(legs: list[dict], fills: list[dict]) -> list[dict]:
     return [f for f in fills if f["quantity"] * sign.get(f["leg_id"], 0) > 0]
 
 
-def metadata(legs: list[dict], fills: list[dict], today: dt.date) -> dict:
-    debit = net_debit(legs, fills)
-    max_profit, max_loss = payoff_extremes(legs, debit)
+def _next_settlement(legs: list[dict], at: dt.datetime, today: dt.date):
+    """(DTE, settles_at) of the nearest option leg still alive at ``at``: calendar days from
+    ``today`` (the exchange's date at ``at``) to its expiry date; (0, None) when every one
+    has settled, (None, None) without options."""
+    options = [leg for leg in legs if leg.get("settles_at") is not None]
+    if not options:
+        return None, None
+    alive = [leg for leg in options if leg["settles_at"] > at]
+    if not alive:
+        return 0, None
+    leg = min(alive, key=lambda x: x["settles_at"])
+    return (_date(leg["expiry"]) - today).days, leg["settles_at"]
+
+
+def metadata(legs: list[dict], books: dict, at: dt.datetime, today: dt.date) -> dict:
+    """Derived metadata of what is open. ``legs`` carry ``open_quantity`` and, for options,
+    ``settles_at``; ``books`` are the FIFO books of ``plugins.tradelog.lots`` by leg id."""
+    from plugins.tradelog import lots
+    t = lots.totals(books)
+    open_legs = [dict(leg, quantity=leg["open_quantity"]) for leg in legs if leg["open_quantity"]]
+    max_profit, max_loss = payoff_extremes(open_legs, t["net_debit"]) if open_legs else (None, None)
+    dte, settles_at = _next_settlement(open_legs or legs, at, today)
+    unrealized = [leg.get("unrealized_pnl") for leg in open_legs]
     return {
-        "derived_strategy": derived_strategy(legs),
-        "net_debit": debit,
-        "fees": fees(fills),
-        "dte": dte(legs, today),
+        "derived_strategy": derived_strategy(open_legs or legs),
+        "net_debit": t["net_debit"],
+        "fees": t["fees"],
+        "open_fees": t["open_fees"],
+        "realized_pnl": t["realized_pnl"],
+        "unrealized_pnl": sum(unrealized, ZERO) if open_legs and None not in unrealized else None,
+        "dte": dte,
+        "settles_at": settles_at,
         "max_profit": max_profit,
         "max_loss": max_loss,
     }
@@ -98,6 +114,6 @@ def initial_risk(legs: list[dict], fills: list[dict]) -> Decimal | None:
     opening = opening_fills(legs, fills)
     debit = net_debit(legs, opening)
     _, max_loss = payoff_extremes(legs, debit)
-    if max_loss is not None and max_loss > 0:
-        return max_loss
+    if max_loss is not None and max_loss < 0:
+        return -max_loss
     return abs(debit) or None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from app.hookspecs import SSEStream, Topic, hookimpl
-from plugins.tradelog import demo, handlers, schemas, tables, views
+from plugins.tradelog import cli, demo, handlers, schemas, tables, views
 
 PLUGIN_NAME = "tradelog"
 
@@ -26,8 +26,9 @@ def register_migrations():
 
 @hookimpl
 def register_topics():
-    return [Topic("tradelog.events", "TradeLog domain events: positions, fills, closes, orders, "
-                  "risk-artifact references. Key: aggregate_id (position or order).", schemas.EVENTS)]
+    return [Topic("tradelog.events", "TradeLog domain events: positions, fills, settlements, rolls, closes, "
+                  "marks, orders, journal entries, risk-artifact references. Key: aggregate_id (position, "
+                  "order, journal entry or settlement price).", schemas.EVENTS)]
 
 
 @hookimpl
@@ -38,6 +39,11 @@ def register_subscriptions():
 @hookimpl
 def register_sse_streams():
     return [SSEStream("/sse/trade-log", "tradelog.events", "Your positions' and orders' events, live.")]
+
+
+@hookimpl
+def register_commands():
+    return [cli.group]
 
 
 @hookimpl

@@ -17,10 +17,15 @@ STATUSES = ("planned", "open", "closed")
 INSTRUMENTS = ("option", "stock", "future")
 RIGHTS = ("call", "put")
 PHASES = ("setup", "entry", "management", "exit", "review")
+SETTLEMENT_KINDS = ("expiration", "exercise", "assignment")
+SETTLEMENT_TIMES = ("AM", "PM")
+SETTLEMENT_TYPES = ("cash", "physical")
+FILL_KINDS = ("trade", "expiration", "exercise", "assignment", "delivery")
 ORDER_STATUSES = ("pending", "filled", "cancelled")
 ORDER_TYPES = ("limit", "market")
 STRATEGIES = ("single", "vertical", "straddle", "strangle", "calendar", "diagonal", "butterfly", "condor",
               "iron_butterfly", "iron_condor", "stock", "covered_call", "protective_put", "custom")
+GROUP_BYS = ("strategy", "underlying", "tag", "weekday", "dte_bucket", "roll_chain")
 MAX_LEGS = 16
 MAX_QTY = 1_000_000
 MAX_PRICE = 10_000_000  # per unit; keeps every dollar figure well inside the stored precision
@@ -81,6 +86,12 @@ class LegIn(Schema):
     multiplier = fields.Integer(strict=True, load_default=None, allow_none=True,
                                 validate=validate.Range(min=1, max=10_000),
                                 metadata={"description": "default 100 for options, 1 for stock and futures"})
+    settlement_time = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(SETTLEMENT_TIMES),
+                                    metadata={"description": "options: AM | PM (default: the root's, e.g. AM for "
+                                                             "SPX third-Friday monthlies, PM otherwise)"})
+    settlement_type = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(SETTLEMENT_TYPES),
+                                    metadata={"description": "options: cash | physical (default: cash for index "
+                                                             "roots, physical for equities and ETFs)"})
 
     @validates_schema
     def _shape(self, data, **kwargs):
@@ -92,6 +103,9 @@ class LegIn(Schema):
                     errors[name] = [f"an option leg needs {name}"]
         elif kind in ("stock", "future"):
             for name in ("strike", "right"):
+                if data.get(name) is not None:
+                    errors[name] = [f"a {kind} leg has no {name}"]
+            for name in ("settlement_time", "settlement_type"):
                 if data.get(name) is not None:
                     errors[name] = [f"a {kind} leg has no {name}"]
             if kind == "stock" and data.get("expiry") is not None:
@@ -147,13 +161,76 @@ class AsOfArgs(Schema):
 class FillIn(Schema):
     leg_id = Id(required=True)
     price = Price(required=True, metadata={"description": "per unit, before the multiplier"})
-    quantity = Qty(required=True, metadata={"description": "signed: positive bought, negative sold"})
+    quantity = Qty(required=True, metadata={"description": "signed: positive bought, negative sold; 422 when it "
+                                                           "would carry the leg past flat"})
     fees = MoneyIn(load_default=lambda: Decimal("0.0000"), low=0, high=MAX_PRICE)
-    occurred_at = Time(required=True, metadata={"description": "market time of the fill"})
+    occurred_at = Time(required=True, metadata={"description": "market time of the fill: not in the future (5 min "
+                                                              "of clock skew), not after an option's last trade"})
 
 
 class CloseIn(Schema):
-    closed_at = Time(metadata={"description": "market time of the close (default: now)"})
+    closed_at = Time(metadata={"description": "market time of the close (default: now); not in the future, not "
+                                              "before the last fill"})
+
+
+class LegSettleIn(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(SETTLEMENT_KINDS),
+                         metadata={"description": "expiration (worthless, or at intrinsic when cash-settled), "
+                                                  "exercise (a long option), assignment (a short one)"})
+    occurred_at = Time(metadata={"description": "default: the settlement moment (expiration, cash settlement), "
+                                                "else now"})
+    settlement_value = MoneyIn(allow_none=True, load_default=None, low=0, high=MAX_PRICE,
+                               metadata={"description": "the underlying's settlement value (needed to exercise or "
+                                                        "assign a cash-settled option)"})
+    quantity = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=MAX_QTY),
+                              metadata={"description": "contracts settled (default: all open; a partial "
+                                                       "assignment gives fewer)"})
+    fees = MoneyIn(load_default=lambda: Decimal("0.0000"), low=0, high=MAX_PRICE)
+
+
+class SettlementPriceIn(Schema):
+    underlying = fields.String(required=True, validate=validate.Length(min=1, max=20),
+                               metadata={"description": "as the positions name it (e.g. I:SPX)"})
+    expiry = Day(required=True)
+    settlement_time = fields.String(load_default="PM", validate=validate.OneOf(SETTLEMENT_TIMES))
+    price = MoneyIn(required=True, low=0, high=MAX_PRICE, metadata={"description": "the settlement value"})
+
+
+class MarkIn(Schema):
+    leg_id = Id(required=True)
+    price = Price(required=True, metadata={"description": "per unit, before the multiplier"})
+
+
+class MarksIn(Schema):
+    marked_at = Time(metadata={"description": "market time of the marks (default: now)"})
+    marks = fields.List(fields.Nested(MarkIn), required=True, validate=validate.Length(min=1, max=MAX_LEGS))
+
+
+class RollCloseIn(Schema):
+    leg_id = Id(required=True)
+    price = Price(required=True)
+    quantity = Qty(load_default=None, allow_none=True,
+                   metadata={"description": "signed closing quantity (default: the leg's whole open quantity)"})
+    fees = MoneyIn(load_default=lambda: Decimal("0.0000"), low=0, high=MAX_PRICE)
+
+
+class RollOpenIn(LegIn):
+    price = Price(required=True, metadata={"description": "the opening fill's price per unit"})
+    fees = MoneyIn(load_default=lambda: Decimal("0.0000"), low=0, high=MAX_PRICE)
+
+
+class RollIn(Schema):
+    occurred_at = Time(metadata={"description": "market time of the roll's fills (default: now)"})
+    close = fields.List(fields.Nested(RollCloseIn), required=True, validate=validate.Length(min=1, max=MAX_LEGS))
+    open = fields.List(fields.Nested(RollOpenIn), required=True, validate=validate.Length(min=1, max=MAX_LEGS))
+    symbol = fields.String(validate=validate.Length(min=1, max=20))
+    underlying = fields.String(validate=validate.Length(min=1, max=20))
+    tags = Tags()
+
+
+class DailyPnlArgs(Schema):
+    start = Day(data_key="from", metadata={"description": "first trading day (inclusive)"})
+    end = Day(data_key="to", metadata={"description": "last trading day (inclusive)"})
 
 
 class OrderTemplateIn(Schema):
@@ -166,6 +243,9 @@ class OrderTemplateIn(Schema):
 
 class OrderIn(Schema):
     position_template = fields.Nested(OrderTemplateIn, required=True)
+    position_id = Id(allow_none=True, load_default=None,
+                     metadata={"description": "execute into this open position (reduce/close it, or add legs) "
+                                              "instead of opening a new one"})
     order_type = fields.String(load_default="limit", validate=validate.OneOf(ORDER_TYPES))
     limit_price = MoneyIn(allow_none=True, load_default=None, low=-MAX_PRICE, high=MAX_PRICE,
                            metadata={"description": "per combo unit: positive = debit, negative = credit"})
@@ -225,8 +305,13 @@ class Leg(Schema):
     expiry = IsoDate(allow_none=True)
     strike = MoneyOut(allow_none=True)
     right = fields.String(allow_none=True)
-    quantity = fields.Integer(required=True)
+    quantity = fields.Integer(required=True, metadata={"description": "planned (the intent); signed"})
     multiplier = fields.Integer(required=True)
+    open_quantity = fields.Integer(metadata={"description": "the signed sum of the leg's fills"})
+    settlement_time = fields.String(allow_none=True, metadata={"description": "AM | PM override (null: the root's)"})
+    settlement_type = fields.String(allow_none=True, metadata={"description": "cash | physical override"})
+    source_leg_id = fields.String(allow_none=True, metadata={"description": "the option leg whose exercise or "
+                                                                            "assignment delivered this stock leg"})
 
 
 class Position(Schema):
@@ -241,9 +326,12 @@ class Position(Schema):
     tags = fields.List(fields.String(), allow_none=True)
     campaign_id = fields.String(allow_none=True)
     legs = fields.List(fields.Nested(Leg), required=True)
-    realized_pnl = MoneyOut(allow_none=True, metadata={"description": "set at close: net of fees, in dollars"})
-    fees = MoneyOut(allow_none=True, metadata={"description": "set at close: total fees"})
+    realized_pnl = MoneyOut(allow_none=True, metadata={"description": "realized so far (FIFO lots), net of fees, "
+                                                                      "in dollars; null before the first fill"})
+    fees = MoneyOut(allow_none=True, metadata={"description": "fees paid so far"})
     source_order_id = fields.String(allow_none=True)
+    rolled_from = fields.String(allow_none=True, metadata={"description": "the position this one was rolled from"})
+    chain_id = fields.String(allow_none=True, metadata={"description": "the roll chain's first position"})
     created_at = tf.UtcDateTime(required=True)
     updated_at = tf.UtcDateTime(required=True, metadata={"description": "system time of this version"})
 
@@ -256,6 +344,11 @@ class Fill(Schema):
     fees = MoneyOut(required=True)
     occurred_at = tf.UtcDateTime(required=True)
     recorded_at = tf.UtcDateTime(required=True)
+    kind = fields.String(validate=validate.OneOf(FILL_KINDS),
+                         metadata={"description": "trade, or the settlement that wrote it"})
+    realized_pnl = MoneyOut(allow_none=True, metadata={"description": "what this closing fill realized (FIFO, net "
+                                                                      "of the fees of the lots it closed and its "
+                                                                      "own); null for an opening fill"})
 
 
 class FillResult(Schema):
@@ -263,13 +356,36 @@ class FillResult(Schema):
     position = fields.Nested(Position, required=True)
 
 
+class SnapshotLeg(Leg):
+    cost_basis = MoneyOut(metadata={"description": "sum(price*remaining*multiplier) of the open lots; credit < 0"})
+    average_price = fields.Decimal(places=6, as_string=True, allow_none=True,
+                                   metadata={"description": "average open price per unit (6 places); null when flat"})
+    open_fees = MoneyOut(metadata={"description": "fees still allocated to the open lots"})
+    realized_pnl = MoneyOut(metadata={"description": "realized by this leg's closing fills, net of fees"})
+    settles_at = tf.UtcDateTime(allow_none=True, metadata={"description": "the option's settlement moment"})
+    mark = MoneyOut(allow_none=True, metadata={"description": "the latest mark (POST .../marks)"})
+    unrealized_pnl = MoneyOut(allow_none=True, metadata={"description": "at the mark, net of open fees"})
+
+
 class Metadata(Schema):
     derived_strategy = fields.String(required=True, validate=validate.OneOf(STRATEGIES))
-    net_debit = MoneyOut(required=True, metadata={"description": "sum(price*qty*multiplier) of fills; credit < 0"})
-    fees = MoneyOut(required=True)
-    dte = fields.Integer(allow_none=True)
-    max_profit = MoneyOut(allow_none=True, metadata={"description": "at expiry; null when unbounded"})
-    max_loss = MoneyOut(allow_none=True, metadata={"description": "positive dollars; null when unbounded"})
+    net_debit = MoneyOut(required=True, metadata={"description": "cost basis of what is open: "
+                                                                 "sum(price*qty*multiplier) of the open lots; "
+                                                                 "credit < 0"})
+    fees = MoneyOut(required=True, metadata={"description": "all fees paid"})
+    open_fees = MoneyOut(required=True, metadata={"description": "fees on the open lots (not yet realized)"})
+    realized_pnl = MoneyOut(required=True, metadata={"description": "realized so far, FIFO, net of fees"})
+    unrealized_pnl = MoneyOut(allow_none=True, metadata={"description": "of what is open at the legs' marks, "
+                                                                        "net of open fees; null unless every "
+                                                                        "open leg is marked"})
+    dte = fields.Integer(allow_none=True, metadata={"description": "calendar days (exchange time zone) to the "
+                                                                   "nearest option expiry whose settlement moment "
+                                                                   "is ahead; 0 when all have settled"})
+    settles_at = tf.UtcDateTime(allow_none=True, metadata={"description": "that option's settlement moment"})
+    max_profit = MoneyOut(allow_none=True, metadata={"description": "P&L at expiry of what is open, net of its "
+                                                                    "net debit; null when unbounded or nothing open"})
+    max_loss = MoneyOut(allow_none=True, metadata={"description": "the lowest P&L at expiry of what is open: "
+                                                                  "negative for a loss; null when unbounded"})
 
 
 class Snapshot(Schema):
@@ -280,7 +396,9 @@ class Snapshot(Schema):
     underlying = fields.String(required=True)
     opened_at = tf.UtcDateTime(allow_none=True)
     closed_at = tf.UtcDateTime(allow_none=True)
-    legs = fields.List(fields.Nested(Leg), required=True)
+    rolled_from = fields.String(allow_none=True)
+    chain_id = fields.String(allow_none=True)
+    legs = fields.List(fields.Nested(SnapshotLeg), required=True)
     fills = fields.List(fields.Nested(Fill), required=True)
     metadata = fields.Nested(Metadata, required=True)
     as_of = tf.UtcDateTime(allow_none=True)
@@ -311,13 +429,17 @@ class Order(Schema):
     limit_price = MoneyOut(allow_none=True)
     position_template = fields.Nested(OrderTemplate, required=True)
     version = fields.Integer(required=True)
-    position_id = fields.String(allow_none=True, metadata={"description": "the position its execution created"})
+    position_id = fields.String(allow_none=True, metadata={"description": "the position it executes into "
+                                                                          "(given), or the one its execution "
+                                                                          "created"})
     fill_price = MoneyOut(allow_none=True)
     slippage = MoneyOut(allow_none=True, metadata={"description": "per unit; positive = worse than the limit"})
     filled_at = tf.UtcDateTime(allow_none=True)
     cancelled_at = tf.UtcDateTime(allow_none=True)
     created_at = tf.UtcDateTime(required=True)
     updated_at = tf.UtcDateTime(required=True)
+    reduces_position = fields.Boolean(required=True, metadata={
+        "description": "true when it executes into position_id and only reduces open legs"})
 
 
 class ExecuteResult(Schema):
@@ -333,6 +455,127 @@ class JournalEntry(Schema):
     notes = fields.String(allow_none=True)
     phase = fields.String(required=True, validate=validate.OneOf(PHASES))
     created_at = tf.UtcDateTime(required=True)
+    position_version = fields.Integer(allow_none=True, metadata={"description": "the position's version when "
+                                                                               "the entry was written"})
+    risk_artifact_id = fields.String(allow_none=True)
+    risk_strategy_id = fields.String(allow_none=True)
+    risk_strategy_version = fields.Integer(allow_none=True)
+
+
+class Settlement(Schema):
+    id = fields.String(required=True)
+    position_id = fields.String(required=True)
+    leg_id = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(SETTLEMENT_KINDS))
+    settlement_type = fields.String(required=True, validate=validate.OneOf(SETTLEMENT_TYPES))
+    settlement_time = fields.String(required=True, validate=validate.OneOf(SETTLEMENT_TIMES))
+    quantity = fields.Integer(required=True, metadata={"description": "the option quantity closed (signed)"})
+    price = MoneyOut(required=True, metadata={"description": "per unit the option closed at: 0, or intrinsic"})
+    settlement_value = MoneyOut(allow_none=True)
+    delivered_leg_id = fields.String(allow_none=True)
+    delivered_quantity = fields.Integer(allow_none=True, metadata={"description": "shares delivered (signed)"})
+    occurred_at = tf.UtcDateTime(required=True)
+    recorded_at = tf.UtcDateTime(required=True)
+
+
+class SettleResult(Schema):
+    settlement = fields.Nested(Settlement, required=True)
+    position = fields.Nested(Position, required=True)
+
+
+class SettlementPrice(Schema):
+    underlying = fields.String(required=True)
+    expiry = IsoDate(required=True)
+    settlement_time = fields.String(required=True)
+    price = MoneyOut(required=True)
+    recorded_at = tf.UtcDateTime(required=True)
+
+
+class MarkOut(Schema):
+    leg_id = fields.String(required=True)
+    price = MoneyOut(required=True)
+
+
+class Marks(Schema):
+    position_id = fields.String(required=True)
+    marked_at = tf.UtcDateTime(required=True)
+    marks = fields.List(fields.Nested(MarkOut), required=True)
+
+
+class Roll(Schema):
+    from_position_id = fields.String(required=True)
+    to_position_id = fields.String(required=True)
+    chain_id = fields.String(required=True)
+    occurred_at = tf.UtcDateTime(required=True)
+    net_credit = MoneyOut(required=True, metadata={"description": "cash received minus paid by the roll's fills, "
+                                                                  "before fees"})
+    fees = MoneyOut(required=True)
+    realized_pnl = MoneyOut(required=True, metadata={"description": "realized by the closing fills, net of fees"})
+    closing_fill_ids = fields.List(fields.String(), required=True)
+    opening_fill_ids = fields.List(fields.String(), required=True)
+
+
+class RollResult(Schema):
+    from_position = fields.Nested(Position, required=True, attribute="from", data_key="from",
+                                  metadata={"description": "the old position (closed when the roll left it flat)"})
+    to_position = fields.Nested(Position, required=True, attribute="to", data_key="to",
+                                metadata={"description": "the new position (rolled_from = the old one)"})
+    roll = fields.Nested(Roll, required=True)
+
+
+class ChainPosition(Schema):
+    position_id = fields.String(required=True)
+    rolled_from = fields.String(allow_none=True)
+    status = fields.String(required=True)
+    opened_at = tf.UtcDateTime(allow_none=True)
+    closed_at = tf.UtcDateTime(allow_none=True)
+    net_credit = MoneyOut(required=True)
+    fees = MoneyOut(required=True)
+    realized_pnl = MoneyOut(required=True)
+    cumulative_net_credit = MoneyOut(required=True)
+    cumulative_fees = MoneyOut(required=True)
+    cumulative_realized_pnl = MoneyOut(required=True)
+
+
+class Chain(Schema):
+    chain_id = fields.String(required=True)
+    positions = fields.List(fields.Nested(ChainPosition), required=True)
+    rolls = fields.Integer(required=True)
+    net_credit = MoneyOut(required=True, metadata={"description": "cumulative: received minus paid, before fees"})
+    fees = MoneyOut(required=True)
+    realized_pnl = MoneyOut(required=True, metadata={"description": "cumulative, FIFO, net of fees"})
+    open = fields.Boolean(required=True)
+
+
+class DailyPnlDay(Schema):
+    date = IsoDate(required=True, metadata={"description": "the trading day (exchange time zone)"})
+    realized_pnl = MoneyOut(required=True, metadata={"description": "booked by that day's closing fills and "
+                                                                    "settlements, net of fees"})
+    unrealized_change = MoneyOut(required=True, metadata={"description": "change of marked unrealized P&L"})
+    pnl = MoneyOut(required=True, metadata={"description": "realized + unrealized change"})
+    fees = MoneyOut(required=True)
+    closing_fills = fields.Integer(required=True)
+    equity = MoneyOut(required=True, metadata={"description": "cumulative P&L at the day's end"})
+    drawdown = MoneyOut(required=True, metadata={"description": "equity - its running peak (<= 0)"})
+    streak = fields.Integer(required=True, metadata={"description": "+n: n-th winning day in a row; -n losing"})
+
+
+class DailyPnlSummary(Schema):
+    days = fields.Integer(required=True)
+    winning_days = fields.Integer(required=True)
+    losing_days = fields.Integer(required=True)
+    total_pnl = MoneyOut(required=True)
+    realized_pnl = MoneyOut(required=True)
+    max_drawdown = MoneyOut(required=True, metadata={"description": "the lowest drawdown (<= 0)"})
+    longest_win_streak = fields.Integer(required=True)
+    longest_loss_streak = fields.Integer(required=True)
+    current_streak = fields.Integer(required=True)
+
+
+class DailyPnl(Schema):
+    timezone = fields.String(required=True)
+    days = fields.List(fields.Nested(DailyPnlDay), required=True)
+    summary = fields.Nested(DailyPnlSummary, required=True)
 
 
 class RiskArtifactRef(Schema):
@@ -371,7 +614,8 @@ class PerformanceBlock(Schema):
     profit_factor = Ratio(metadata={"description": "gross profit / |gross loss|; null without losses"})
     expectancy = MoneyOut(allow_none=True, metadata={"description": "mean realised P&L per position"})
     average_r = Ratio(metadata={"description": "mean of P&L / initial risk"})
-    max_drawdown = MoneyOut(required=True, metadata={"description": "largest peak-to-trough fall of cumulative P&L"})
+    max_drawdown = MoneyOut(required=True, metadata={"description": "the largest peak-to-trough fall of cumulative "
+                                                                    "P&L, as a P&L (<= 0), in close order"})
     total_pnl = MoneyOut(required=True)
     total_fees = MoneyOut(required=True)
 
@@ -380,9 +624,20 @@ class StrategyPerformance(PerformanceBlock):
     derived_strategy = fields.String(required=True)
 
 
+class GroupPerformance(PerformanceBlock):
+    key = fields.String(required=True, metadata={"description": "the group's value (a tag, a weekday, a chain id...)"})
+
+
+class StatsArgs(Schema):
+    group_by = fields.String(validate=validate.OneOf(GROUP_BYS),
+                             metadata={"description": "also group by: " + ", ".join(GROUP_BYS)})
+
+
 class Stats(Schema):
     overall = fields.Nested(PerformanceBlock, required=True)
     by_strategy = fields.List(fields.Nested(StrategyPerformance), required=True)
+    group_by = fields.String(validate=validate.OneOf(GROUP_BYS))
+    groups = fields.List(fields.Nested(GroupPerformance))
 
 
 # -- event payloads (tradelog.events) ---------------------------------------------------
@@ -391,11 +646,64 @@ class PositionCreated(Schema):
     position = fields.Nested(Position, required=True)
 
 
+class LegState(Schema):
+    leg_id = fields.String(required=True)
+    open_quantity = fields.Integer(required=True)
+    cost_basis = MoneyOut(required=True)
+    average_price = fields.Decimal(places=6, as_string=True, allow_none=True)
+    realized_pnl = MoneyOut(required=True)
+
+
 class FillRecorded(Schema):
-    """A fill was recorded on one of the position's legs."""
+    """A fill was recorded on one of the position's legs; ``leg`` is the leg's FIFO state after it."""
     position_id = fields.String(required=True)
     fill = fields.Nested(Fill, required=True)
     slippage = MoneyOut(allow_none=True, metadata={"description": "per unit vs the order's limit; null if not from an order"})
+    leg = fields.Nested(LegState, required=True)
+
+
+class LegSettled(Schema):
+    """An option leg was settled (expiration, exercise or assignment): its closing fill, the
+    shares delivered (physical settlement) and any stock leg that was added."""
+    position_id = fields.String(required=True)
+    settlement = fields.Nested(Settlement, required=True)
+    fills = fields.List(fields.Nested(Fill), required=True)
+    legs_added = fields.List(fields.Nested(Leg), required=True)
+    legs = fields.List(fields.Nested(LegState), required=True)
+
+
+class PositionRolled(Schema):
+    """Some legs were closed and a new position opened from them (rolled_from), atomically."""
+    from_position_id = fields.String(required=True)
+    to_position_id = fields.String(required=True)
+    chain_id = fields.String(required=True)
+    occurred_at = tf.UtcDateTime(required=True)
+    net_credit = MoneyOut(required=True)
+    fees = MoneyOut(required=True)
+    realized_pnl = MoneyOut(required=True)
+    closing_fill_ids = fields.List(fields.String(), required=True)
+    opening_fill_ids = fields.List(fields.String(), required=True)
+
+
+class LegsMarked(Schema):
+    """Market prices of legs were recorded (the position's version is unchanged)."""
+    position_id = fields.String(required=True)
+    marked_at = tf.UtcDateTime(required=True)
+    marks = fields.List(fields.Nested(MarkOut), required=True)
+
+
+class SettlementPriceRecorded(Schema):
+    """The settlement value of an underlying for an expiry was recorded (or corrected)."""
+    underlying = fields.String(required=True)
+    expiry = IsoDate(required=True)
+    settlement_time = fields.String(required=True)
+    price = MoneyOut(required=True)
+    recorded_at = tf.UtcDateTime(required=True)
+
+
+class JournalEntryCreated(Schema):
+    """A journal entry was written on a position."""
+    entry = fields.Nested(JournalEntry, required=True)
 
 
 class PositionAdjusted(Schema):
@@ -441,4 +749,5 @@ class RiskArtifactLinked(Schema):
 
 
 EVENTS = {s.__name__: s for s in (PositionCreated, FillRecorded, PositionAdjusted, PositionClosed,
-                                  OrderCreated, OrderCancelled, OrderFilled, RiskArtifactLinked)}
+                                  OrderCreated, OrderCancelled, OrderFilled, RiskArtifactLinked, LegSettled,
+                                  PositionRolled, LegsMarked, SettlementPriceRecorded, JournalEntryCreated)}

@@ -1,12 +1,17 @@
-"""TradeLog use cases: load -> check -> change -> save + events, in the caller's transaction.
+"""TradeLog use cases for positions: load -> check -> change -> save + events, in the
+caller's transaction.
 
 No Flask here: every function takes ``conn`` (a Connection in an open transaction) and
-``user_id`` first, so views, CLI commands, bus handlers, demo data and tests share them.
-Every query is scoped to ``user_id``; another user's id is "not found".
+``user_id`` first, so views, CLI commands, jobs, bus handlers, demo data and tests share
+them. Every query is scoped to ``user_id``; another user's id is "not found".
 
 Each change to a position bumps its version, stores the new representation in
 ``tl_position_versions`` with the system time (for ``as_of``) and emits one event whose
 ``aggregate_version`` is that version, so replaying a position's events in order rebuilds it.
+
+Open quantities, cost basis and realized P&L come from the fills by FIFO lots
+(``plugins.tradelog.lots``); every fill is checked against them before it is written.
+Orders live in ``orders.py``, settlement in ``settlement.py``, rolls in ``rolls.py``.
 """
 from __future__ import annotations
 
@@ -21,13 +26,15 @@ from app.concurrency import versioned_update
 from app.db import new_id, to_ms, utcnow
 from bus import outbox
 from bus.envelope import dumps, parse_time
-from plugins.tradelog import derived
+from plugins.tradelog import derived, lots, markettime
 from plugins.tradelog.tables import (
-    fills, journal_entries, legs, orders, position_versions, positions, risk_artifacts,
+    fills, legs, marks, position_versions, positions, risk_artifacts,
 )
 
 TOPIC = "tradelog.events"
 ZERO = Decimal(0)
+#: How far in the future a fill's (or close's) market time may be: clocks differ a little.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 # -- representations --------------------------------------------------------------------
@@ -35,13 +42,17 @@ def leg_out(r) -> dict:
     m = r._mapping if hasattr(r, "_mapping") else r
     return {"id": m["id"], "position_id": m["position_id"], "instrument_type": m["instrument_type"],
             "expiry": m["expiry"], "strike": m["strike"], "right": m["option_right"],
-            "quantity": m["quantity"], "multiplier": m["multiplier"]}
+            "quantity": m["quantity"], "multiplier": m["multiplier"],
+            "open_quantity": m.get("open_quantity") or 0,
+            "settlement_time": m.get("settlement_time"), "settlement_type": m.get("settlement_type"),
+            "source_leg_id": m.get("source_leg_id")}
 
 
 def fill_out(r) -> dict:
     m = r._mapping
     return {"id": m["id"], "leg_id": m["leg_id"], "price": m["price"], "quantity": m["quantity"],
-            "fees": m["fees"], "occurred_at": m["occurred_at"], "recorded_at": m["recorded_at"]}
+            "fees": m["fees"], "occurred_at": m["occurred_at"], "recorded_at": m["recorded_at"],
+            "kind": m["kind"] or "trade"}
 
 
 def position_out(r, legs_: list[dict]) -> dict:
@@ -50,8 +61,8 @@ def position_out(r, legs_: list[dict]) -> dict:
             "underlying": m["underlying"], "version": m["version"], "opened_at": m["opened_at"],
             "closed_at": m["closed_at"], "tags": m["tags"], "campaign_id": m["campaign_id"],
             "legs": legs_, "realized_pnl": m["realized_pnl"], "fees": m["fees"],
-            "source_order_id": m["source_order_id"], "created_at": m["created_at"],
-            "updated_at": m["updated_at"]}
+            "source_order_id": m["source_order_id"], "rolled_from": m["rolled_from"],
+            "chain_id": m["chain_id"] or m["id"], "created_at": m["created_at"], "updated_at": m["updated_at"]}
 
 
 def rehydrate(rep: dict) -> dict:
@@ -61,8 +72,11 @@ def rehydrate(rep: dict) -> dict:
         rep[k] = parse_time(rep.get(k))
     for k in ("realized_pnl", "fees"):
         rep[k] = Decimal(rep[k]) if rep.get(k) is not None else None
-    rep["legs"] = [dict(leg, expiry=dt.date.fromisoformat(leg["expiry"]) if leg.get("expiry") else None,
-                        strike=Decimal(leg["strike"]) if leg.get("strike") is not None else None)
+    rep.setdefault("rolled_from", None)
+    rep.setdefault("chain_id", rep["id"])
+    rep["legs"] = [{"open_quantity": 0, "settlement_time": None, "settlement_type": None, "source_leg_id": None,
+                    **leg, "expiry": dt.date.fromisoformat(leg["expiry"]) if leg.get("expiry") else None,
+                    "strike": Decimal(leg["strike"]) if leg.get("strike") is not None else None}
                    for leg in rep.get("legs") or []]
     return rep
 
@@ -103,7 +117,7 @@ def _fills(conn, position_id: str, as_of: dt.datetime | None = None) -> list[dic
     q = sa.select(fills).where(fills.c.position_id == position_id)
     if as_of is not None:
         q = q.where(fills.c.recorded_at <= as_of)
-    return [fill_out(r) for r in conn.execute(q.order_by(fills.c.position_version))]
+    return [fill_out(r) for r in conn.execute(q.order_by(fills.c.position_version, fills.c.seq))]
 
 
 def _current(conn, user_id: int, position_id: str) -> dict | None:
@@ -147,18 +161,53 @@ def list_positions(conn, user_id: int, *, status: str | None = None, symbol: str
     return [position_out(r, by_id[r.id]) for r in rows], int(total)
 
 
+def _marks(conn, position_id: str, as_of: dt.datetime | None = None) -> dict[str, dict]:
+    """leg id -> its latest mark ``{price, marked_at}`` (as recorded by ``as_of``)."""
+    q = sa.select(marks.c.leg_id, marks.c.price, marks.c.marked_at).where(marks.c.position_id == position_id)
+    if as_of is not None:
+        q = q.where(marks.c.recorded_at <= as_of)
+    out: dict[str, dict] = {}
+    for r in conn.execute(q.order_by(marks.c.marked_at, marks.c.recorded_at)):
+        out[r.leg_id] = {"price": r.price, "marked_at": r.marked_at}
+    return out
+
+
 def snapshot(conn, user_id: int, position_id: str, as_of: dt.datetime | None = None) -> dict:
-    """The authoritative snapshot for RiskGraph: legs, fills and derived metadata."""
+    """The authoritative snapshot for RiskGraph: legs with their open quantity, cost basis
+    and realized P&L (FIFO lots), fills, and derived metadata of what is open."""
     rep = get_position(conn, user_id, position_id, as_of)
     fills_ = _fills(conn, position_id, as_of)
-    return build_snapshot(rep, fills_, (as_of or utcnow()).date(), as_of)
+    return build_snapshot(rep, fills_, as_of or utcnow(), as_of, _marks(conn, position_id, as_of))
 
 
-def build_snapshot(rep: dict, fills_: list[dict], today: dt.date, as_of=None) -> dict:
+def leg_settlement(rep: dict, leg: dict) -> dict | None:
+    return markettime.leg_settlement(rep["symbol"], rep["underlying"], leg)
+
+
+def build_snapshot(rep: dict, fills_: list[dict], at: dt.datetime, as_of=None, marks_: dict | None = None) -> dict:
+    """The snapshot of ``rep`` with ``fills_`` at the moment ``at`` (DTE counts from it)."""
+    books_ = lots.books(rep["legs"], fills_)
+    realized = lots.realized_by_fill(books_)
+    marks_ = marks_ or {}
+    out_legs = []
+    for leg in rep["legs"]:
+        b = books_[leg["id"]]
+        s = leg_settlement(rep, leg)
+        mark = marks_.get(leg["id"])
+        out_legs.append(dict(
+            leg, open_quantity=b.open_quantity, cost_basis=b.cost_basis, average_price=b.average_price,
+            open_fees=b.open_fees, realized_pnl=b.realized_pnl,
+            settlement_time=s["settlement_time"] if s else None, settlement_type=s["settlement_type"] if s else None,
+            settles_at=s["settles_at"] if s else None,
+            mark=mark["price"] if mark else None,
+            unrealized_pnl=b.unrealized_pnl(mark["price"]) if mark and b.open_quantity else None))
+    out_fills = [dict(f, realized_pnl=realized.get(f["id"])) for f in fills_]
+    today = markettime.local_date(at, rep["symbol"])
     return {"position_id": rep["id"], "version": rep["version"], "status": rep["status"],
             "symbol": rep["symbol"], "underlying": rep["underlying"], "opened_at": rep["opened_at"],
-            "closed_at": rep["closed_at"], "legs": rep["legs"], "fills": fills_,
-            "metadata": derived.metadata(rep["legs"], fills_, today), "as_of": as_of}
+            "closed_at": rep["closed_at"], "rolled_from": rep.get("rolled_from"),
+            "chain_id": rep.get("chain_id") or rep["id"], "legs": out_legs, "fills": out_fills,
+            "metadata": derived.metadata(out_legs, books_, at, today), "as_of": as_of}
 
 
 def position_events(conn, user_id: int, position_id: str) -> list[dict]:
@@ -167,7 +216,13 @@ def position_events(conn, user_id: int, position_id: str) -> list[dict]:
                                              limit=100_000)]
 
 
-def replay(events: list[dict], today: dt.date) -> dict:
+def _fill_from_payload(f: dict) -> dict:
+    return {"id": f["id"], "leg_id": f["leg_id"], "price": Decimal(f["price"]), "quantity": f["quantity"],
+            "fees": Decimal(f["fees"]), "occurred_at": parse_time(f["occurred_at"]),
+            "recorded_at": parse_time(f["recorded_at"]), "kind": f.get("kind") or "trade"}
+
+
+def replay(events: list[dict], at: dt.datetime) -> dict:
     """Rebuild a position's snapshot from its events (envelopes as dicts, in order)."""
     rep, fills_ = None, []
     for ev in events:
@@ -175,12 +230,12 @@ def replay(events: list[dict], today: dt.date) -> dict:
         if ev["type"] in ("PositionCreated", "PositionAdjusted"):
             rep = rehydrate(p["position"])
         elif ev["type"] == "FillRecorded":
-            f = p["fill"]
-            fills_.append({"id": f["id"], "leg_id": f["leg_id"], "price": Decimal(f["price"]),
-                           "quantity": f["quantity"], "fees": Decimal(f["fees"]),
-                           "occurred_at": parse_time(f["occurred_at"]), "recorded_at": parse_time(f["recorded_at"])})
+            fills_.append(_fill_from_payload(p["fill"]))
             if rep["status"] == "planned":
-                rep["status"], rep["opened_at"] = "open", parse_time(f["occurred_at"])
+                rep["status"], rep["opened_at"] = "open", parse_time(p["fill"]["occurred_at"])
+        elif ev["type"] == "LegSettled":
+            rep["legs"].extend(rehydrate({"id": rep["id"], "legs": p["legs_added"]})["legs"])
+            fills_.extend(_fill_from_payload(f) for f in p["fills"])
         elif ev["type"] == "PositionClosed":
             rep["status"], rep["closed_at"] = "closed", parse_time(p["closed_at"])
         else:
@@ -188,7 +243,7 @@ def replay(events: list[dict], today: dt.date) -> dict:
         rep["version"] = ev["aggregate_version"]
     if rep is None:
         raise ValueError("no PositionCreated event")
-    return build_snapshot(rep, fills_, today)
+    return build_snapshot(rep, fills_, at)
 
 
 # -- positions: changing ----------------------------------------------------------------
@@ -203,22 +258,47 @@ def _emit(conn, user_id, type_, aggregate_type, aggregate_id, version, payload, 
                 aggregate_version=version, payload=payload, user_id=user_id, occurred_at=occurred_at)
 
 
+def check_leg_specs(symbol: str, specs: list[dict], field: str = "legs") -> None:
+    """An option's expiry must be a trading day of its exchange (422 naming the leg's
+    ``expiry``, with the previous trading day it would settle on)."""
+    bad = {}
+    for i, spec in enumerate(specs):
+        if spec.get("instrument_type") == "option" and spec.get("expiry") is not None:
+            expiry = spec["expiry"]
+            try:
+                trading = markettime.is_trading_day(expiry, symbol)
+            except ValueError as exc:  # outside the calendar's years
+                bad[str(i)] = {"expiry": [str(exc).split(": ", 1)[-1]]}
+                continue
+            if not trading:
+                before = markettime.previous_trading_day(expiry, symbol)
+                bad[str(i)] = {"expiry": [f"{expiry.isoformat()} is not a trading day of the exchange "
+                                          f"(the previous one is {before.isoformat()})"]}
+    if bad:
+        raise errors.Unprocessable(f"{field}: an expiry is not a trading day", errors={"json": {field: bad}})
+
+
 def _leg_rows(position_id: str, first_seq: int, specs: list[dict], now) -> list[dict]:
-    return [dict(id=new_id(), position_id=position_id, seq=first_seq + i, instrument_type=s["instrument_type"],
-                 expiry=s.get("expiry"), strike=s.get("strike"), option_right=s.get("right"),
-                 quantity=s["quantity"],
+    return [dict(id=s.get("id") or new_id(), position_id=position_id, seq=first_seq + i,
+                 instrument_type=s["instrument_type"], expiry=s.get("expiry"), strike=s.get("strike"),
+                 option_right=s.get("right"), quantity=s["quantity"],
                  multiplier=s.get("multiplier") or derived.DEFAULT_MULTIPLIER[s["instrument_type"]],
-                 created_at=now)
+                 settlement_time=s.get("settlement_time"), settlement_type=s.get("settlement_type"),
+                 source_leg_id=s.get("source_leg_id"), open_quantity=0, created_at=now)
             for i, s in enumerate(specs)]
 
 
-def create_position(conn, user_id: int, data: dict, *, order_id: str | None = None) -> dict:
-    """A new planned position (with its legs, if given). Emits PositionCreated."""
+def create_position(conn, user_id: int, data: dict, *, order_id: str | None = None,
+                    rolled_from: str | None = None, chain_id: str | None = None) -> dict:
+    """A new planned position (with its legs, if given). Emits PositionCreated. 422 when an
+    option leg expires on a day the exchange does not trade."""
+    check_leg_specs(data["symbol"], data.get("legs") or [])
     now, pid = utcnow(), new_id()
     conn.execute(positions.insert().values(
         id=pid, user_id=user_id, status="planned", symbol=data["symbol"],
         underlying=data.get("underlying") or data["symbol"], version=1, tags=data.get("tags"),
-        campaign_id=data.get("campaign_id"), source_order_id=order_id, created_at=now, updated_at=now))
+        campaign_id=data.get("campaign_id"), source_order_id=order_id, rolled_from=rolled_from,
+        chain_id=chain_id or pid, created_at=now, updated_at=now))
     rows = _leg_rows(pid, 1, data.get("legs") or [], now)
     if rows:
         conn.execute(legs.insert(), rows)
@@ -226,7 +306,8 @@ def create_position(conn, user_id: int, data: dict, *, order_id: str | None = No
            "underlying": data.get("underlying") or data["symbol"], "version": 1, "opened_at": None,
            "closed_at": None, "tags": data.get("tags"), "campaign_id": data.get("campaign_id"),
            "legs": [leg_out(dict(r, strike=_money(r["strike"]))) for r in rows], "realized_pnl": None,
-           "fees": None, "source_order_id": order_id, "created_at": now, "updated_at": now}
+           "fees": None, "source_order_id": order_id, "rolled_from": rolled_from, "chain_id": chain_id or pid,
+           "created_at": now, "updated_at": now}
     _save_version(conn, rep)
     _emit(conn, user_id, "PositionCreated", "position", pid, 1, {"position": rep}, now)
     return rep
@@ -251,6 +332,13 @@ def update_position(conn, user_id: int, position_id: str, data: dict, expected: 
         if change["id"] not in current_legs:
             raise errors.Unprocessable(f"update_legs.{i}.id: not a leg of this position",
                                        errors={"json": {"update_legs": {str(i): {"id": ["not a leg of this position"]}}}})
+        held = current_legs[change["id"]]["open_quantity"]
+        if held and held * change["quantity"] < 0:
+            raise errors.Unprocessable(
+                f"update_legs.{i}.quantity: the leg holds {held}; its direction can't change",
+                errors={"json": {"update_legs": {str(i): {"quantity": [
+                    f"the leg holds {held}: a planned quantity of the other sign would turn it around"]}}}})
+    check_leg_specs(values.get("symbol") or r.symbol, data.get("add_legs") or [], "add_legs")
     version = versioned_update(conn, positions, id_value=position_id, user_id=user_id, expected=expected,
                                values={**values, "updated_at": now},
                                current=lambda: _current(conn, user_id, position_id))
@@ -265,58 +353,145 @@ def update_position(conn, user_id: int, position_id: str, data: dict, expected: 
     return rep
 
 
+# -- fills --------------------------------------------------------------------------------
+def _check_fill_time(rep: dict, leg: dict, occurred_at: dt.datetime, now: dt.datetime, field: str,
+                     kind: str = "trade") -> None:
+    if occurred_at > now + CLOCK_SKEW:
+        raise errors.field_error(field, f"{occurred_at.isoformat()} is in the future "
+                                        f"(more than {int(CLOCK_SKEW.total_seconds())} s ahead of the server's clock)")
+    if kind == "trade":
+        s = leg_settlement(rep, leg)
+        if s is not None and occurred_at > s["last_trade_at"]:
+            raise errors.field_error(field, f"after the option's last trade ({s['last_trade_at'].isoformat()}): "
+                                            "settle the leg instead (POST .../legs/{leg_id}/settle)")
+
+
+def append_fills(conn, r, legs_: list[dict], new: list[dict], *, now: dt.datetime,
+                 fields: list[str] | None = None) -> tuple[int, list[dict], dict, dict]:
+    """Write ``new`` fills (dicts: ``leg_id, price, quantity, fees, occurred_at`` and optional
+    ``kind, order_id, slippage, settlement_id, fingerprint, id``) as one change of the locked
+    position row ``r``: checks them against the FIFO lots of every fill already recorded
+    (422 naming ``fields[i]``, default ``quantity``, when one would carry a leg past flat),
+    keeps each leg's open quantity and the position's realized P&L and fees, bumps the
+    version and opens a planned position. Emits nothing (the caller does). Returns
+    ``(version, fill representations, position representation, books)``."""
+    existing = [dict(f._mapping) for f in conn.execute(
+        sa.select(fills.c.id, fills.c.leg_id, fills.c.price, fills.c.quantity, fills.c.fees, fills.c.occurred_at)
+        .where(fills.c.position_id == r.id).order_by(fills.c.position_version, fills.c.seq))]
+    ids = [f.get("id") or new_id() for f in new]
+    candidates = [dict(f, id=i, kind=f.get("kind") or "trade", fees=f.get("fees") or ZERO,
+                       occurred_at=to_ms(f["occurred_at"])) for f, i in zip(new, ids)]
+    try:
+        books_ = lots.books(legs_, existing + candidates)
+    except lots.PastFlat as exc:
+        # the new fill itself, or an earlier-dated new fill that leaves a later one past flat
+        idx = ids.index(exc.fill_id) if exc.fill_id in ids else 0
+        raise errors.field_error((fields or ["quantity"] * len(new))[idx], str(exc)) from None
+    version = r.version + 1
+    totals = lots.totals(books_)
+    values = {"version": version, "updated_at": now, "realized_pnl": totals["realized_pnl"], "fees": totals["fees"]}
+    if r.status == "planned":
+        values.update(status="open", opened_at=min(c["occurred_at"] for c in candidates))
+    conn.execute(positions.update().where(positions.c.id == r.id, positions.c.user_id == r.user_id).values(**values))
+    touched = {c["leg_id"] for c in candidates}
+    for leg in legs_:
+        if leg["id"] in touched:
+            leg["open_quantity"] = books_[leg["id"]].open_quantity
+            conn.execute(legs.update().where(legs.c.id == leg["id"]).values(open_quantity=leg["open_quantity"]))
+    rows = [dict(id=c["id"], position_id=r.id, user_id=r.user_id, leg_id=c["leg_id"], price=c["price"],
+                 quantity=c["quantity"], fees=c["fees"], occurred_at=c["occurred_at"], recorded_at=now,
+                 order_id=c.get("order_id"), slippage=c.get("slippage"), position_version=version,
+                 kind=c["kind"], settlement_id=c.get("settlement_id"), fingerprint=c.get("fingerprint"), seq=n)
+            for n, c in enumerate(candidates)]
+    conn.execute(fills.insert(), rows)
+    realized = lots.realized_by_fill(books_)
+    reps = [{"id": c["id"], "leg_id": c["leg_id"], "price": _money(c["price"]), "quantity": c["quantity"],
+             "fees": _money(c["fees"]), "occurred_at": c["occurred_at"], "recorded_at": now, "kind": c["kind"],
+             "realized_pnl": _money(realized.get(c["id"]))} for c in candidates]
+    rep = position_out(r, legs_) | {k: (_money(v) if k in ("realized_pnl", "fees") else v) for k, v in values.items()}
+    _save_version(conn, rep)
+    return version, reps, rep, books_
+
+
+def leg_state(book: lots.LegBook) -> dict:
+    """A leg's lot figures after a change (carried on FillRecorded / LegSettled)."""
+    return {"leg_id": book.leg_id, "open_quantity": book.open_quantity, "cost_basis": _money(book.cost_basis),
+            "average_price": book.average_price, "realized_pnl": _money(book.realized_pnl)}
+
+
 def record_fill(conn, user_id: int, position_id: str, data: dict, *, order_id: str | None = None,
-                slippage: Decimal | None = None) -> dict:
+                slippage: Decimal | None = None, fingerprint: str | None = None) -> dict:
     """Record a fill on one of the position's legs; the first fill opens a planned position.
-    Emits FillRecorded. Returns ``{fill, position}``."""
+
+    422 naming ``occurred_at`` when it is in the future (beyond ``CLOCK_SKEW``) or after an
+    option's last trade; naming ``quantity`` when it would carry the leg past flat (FIFO
+    lots, see ``lots``). Emits FillRecorded (with the leg's open quantity and cost basis and
+    the P&L a closing fill realized). Returns ``{fill, position}``."""
     r = _row(conn, user_id, position_id, lock=True)
     _refuse_closed(r, "fills can't be recorded")
     legs_ = _legs(conn, [position_id])[position_id]
-    if data["leg_id"] not in {leg["id"] for leg in legs_}:
+    leg = next((x for x in legs_ if x["id"] == data["leg_id"]), None)
+    if leg is None:
         raise errors.field_error("leg_id", "not a leg of this position")
-    now, version, occurred_at = utcnow(), r.version + 1, to_ms(data["occurred_at"])
-    values = {"version": version, "updated_at": now}
-    if r.status == "planned":
-        values.update(status="open", opened_at=occurred_at)
-    conn.execute(positions.update().where(positions.c.id == position_id, positions.c.user_id == user_id)
-                 .values(**values))
-    fill = dict(id=new_id(), position_id=position_id, leg_id=data["leg_id"], price=data["price"],
-                quantity=data["quantity"], fees=data.get("fees") or ZERO, occurred_at=occurred_at,
-                recorded_at=now, order_id=order_id, slippage=slippage, position_version=version)
-    conn.execute(fills.insert().values(**fill))
-    fill_rep = {"id": fill["id"], "leg_id": fill["leg_id"], "price": _money(fill["price"]),
-                "quantity": fill["quantity"], "fees": _money(fill["fees"]), "occurred_at": fill["occurred_at"],
-                "recorded_at": now}
-    rep = position_out(r, legs_) | values
-    _save_version(conn, rep)
+    now = utcnow()
+    occurred_at = to_ms(data["occurred_at"])
+    _check_fill_time(position_out(r, legs_), leg, occurred_at, now, "occurred_at")
+    version, (fill_rep,), rep, books_ = append_fills(
+        conn, r, legs_, [dict(data, order_id=order_id, slippage=slippage, fingerprint=fingerprint)], now=now)
     _emit(conn, user_id, "FillRecorded", "position", position_id, version,
-          {"position_id": position_id, "fill": fill_rep, "slippage": _money(slippage)}, occurred_at)
+          {"position_id": position_id, "fill": fill_rep, "slippage": _money(slippage),
+           "leg": leg_state(books_[leg["id"]])}, occurred_at)
     return {"fill": fill_rep, "position": rep}
 
 
+# -- close --------------------------------------------------------------------------------
 def close_position(conn, user_id: int, position_id: str, data: dict, expected: int) -> dict:
-    """Close the position (If-Match ``expected``) and fix its realised P&L. Stock and future
-    legs must be flat; option legs still held must have expired by ``closed_at`` (they
-    settle at 0 — record a closing fill for any other outcome). Emits PositionClosed."""
+    """Close the position (If-Match ``expected``) and fix its realized P&L (FIFO, net of fees).
+
+    Every leg must be flat, except option legs whose settlement moment has passed by
+    ``closed_at``: those are settled as expired worthless first (one LegSettled each) unless
+    a recorded settlement price puts them in the money (then settle them explicitly).
+    Otherwise ``409 position_not_flat`` naming the leg. ``closed_at`` may not be in the
+    future nor before the last fill (422). Emits PositionClosed."""
+    from plugins.tradelog import settlement
     r = _row(conn, user_id, position_id, lock=True)
     _refuse_closed(r, "it can't be closed again")
-    closed_at = data.get("closed_at") or utcnow()
+    if r.version != expected:
+        cur = _current(conn, user_id, position_id)
+        raise errors.VersionConflict(f"version {expected} is stale; current version is {r.version}",
+                                     current=cur, current_version=r.version)
+    now = utcnow()
+    fills_ = _fills(conn, position_id)
+    last = max((f["occurred_at"] for f in fills_), default=None)
+    # no closed_at: now, or the last fill's time when a client's clock put it a little ahead
+    closed_at = to_ms(data.get("closed_at") or max(now, last or now))
+    if closed_at > now + CLOCK_SKEW:
+        raise errors.field_error("closed_at", f"{closed_at.isoformat()} is in the future")
+    if last is not None and closed_at < last:
+        raise errors.field_error("closed_at", f"before the position's last fill ({last.isoformat()})")
+    legs_ = _legs(conn, [position_id])[position_id]
+    rep = position_out(r, legs_)
+    for leg in legs_:
+        if not leg["open_quantity"]:
+            continue
+        s = leg_settlement(rep, leg)
+        if s is None or closed_at < s["settles_at"]:
+            what = "record a closing fill first" if s is None else \
+                f"it is alive until its settlement moment {s['settles_at'].isoformat()}: close it with a fill"
+            raise errors.Conflict(
+                f"leg {leg['id']} ({leg['instrument_type']}) still holds {leg['open_quantity']}; {what}",
+                code="position_not_flat", leg_id=leg["id"])
+    for leg in legs_:
+        if leg["open_quantity"]:
+            settlement.expire_on_close(conn, user_id, position_id, leg["id"])
+    r = _row(conn, user_id, position_id, lock=True)
     legs_ = _legs(conn, [position_id])[position_id]
     fills_ = _fills(conn, position_id)
-    held = {leg["id"]: 0 for leg in legs_}
-    for f in fills_:
-        held[f["leg_id"]] += f["quantity"]
-    for leg in legs_:
-        if held[leg["id"]] and (leg["instrument_type"] != "option" or leg["expiry"] > closed_at.date()):
-            raise errors.Conflict(
-                f"leg {leg['id']} ({leg['instrument_type']}) still holds {held[leg['id']]}; "
-                "record a closing fill first", code="position_not_flat", leg_id=leg["id"])
-    fees_ = derived.fees(fills_)
-    pnl = -derived.net_debit(legs_, fills_) - fees_
-    now = utcnow()
+    books_ = lots.books(legs_, fills_)
+    totals = lots.totals(books_)
     version = versioned_update(
-        conn, positions, id_value=position_id, user_id=user_id, expected=expected,
-        values=dict(status="closed", closed_at=closed_at, realized_pnl=pnl, fees=fees_,
+        conn, positions, id_value=position_id, user_id=user_id, expected=r.version,
+        values=dict(status="closed", closed_at=closed_at, realized_pnl=totals["realized_pnl"], fees=totals["fees"],
                     initial_risk=derived.initial_risk(legs_, fills_), updated_at=now),
         current=lambda: _current(conn, user_id, position_id))
     rep = _current(conn, user_id, position_id)
@@ -325,6 +500,29 @@ def close_position(conn, user_id: int, position_id: str, data: dict, expected: i
           {"position_id": position_id, "realized_pnl": rep["realized_pnl"], "fees": rep["fees"],
            "closed_at": closed_at}, closed_at)
     return rep
+
+
+# -- marks (for unrealized P&L) -------------------------------------------------------------
+def record_marks(conn, user_id: int, position_id: str, data: dict) -> dict:
+    """Record market prices of legs (``{marked_at, marks: [{leg_id, price}]}``), for
+    unrealized P&L in the snapshot and marked P&L per day. A reference to the market, not
+    a change of the position: its version is unchanged. Emits LegsMarked."""
+    r = _row(conn, user_id, position_id)
+    ids = {leg["id"] for leg in _legs(conn, [position_id])[position_id]}
+    bad = {str(i): {"leg_id": ["not a leg of this position"]} for i, m in enumerate(data["marks"]) if m["leg_id"] not in ids}
+    if bad:
+        raise errors.Unprocessable("marks: not a leg of this position", errors={"json": {"marks": bad}})
+    now = utcnow()
+    marked_at = to_ms(data.get("marked_at") or now)
+    if marked_at > now + CLOCK_SKEW:
+        raise errors.field_error("marked_at", "is in the future")
+    rows = [dict(id=new_id(), user_id=user_id, position_id=position_id, leg_id=m["leg_id"], price=m["price"],
+                 marked_at=marked_at, recorded_at=now) for m in data["marks"]]
+    conn.execute(marks.insert(), rows)
+    out = {"position_id": position_id, "marked_at": marked_at,
+           "marks": [{"leg_id": m["leg_id"], "price": _money(m["price"])} for m in rows]}
+    _emit(conn, user_id, "LegsMarked", "position", position_id, r.version, out, marked_at)
+    return out
 
 
 # -- risk artifact references (Pattern A; TradeLog holds no risk math) -------------------
@@ -355,171 +553,3 @@ def list_risk_artifacts(conn, user_id: int, position_id: str) -> list[dict]:
     q = sa.select(risk_artifacts).where(risk_artifacts.c.position_id == position_id,
                                         risk_artifacts.c.user_id == user_id).order_by(risk_artifacts.c.computed_at)
     return [_artifact_out(r) for r in conn.execute(q)]
-
-
-# -- journal -----------------------------------------------------------------------------
-def _journal_out(r) -> dict:
-    return {"id": r.id, "position_id": r.position_id, "object_of_reflection": r.object_of_reflection,
-            "bias_flags": r.bias_flags, "notes": r.notes, "phase": r.phase, "created_at": r.created_at}
-
-
-def create_journal_entry(conn, user_id: int, data: dict) -> dict:
-    _row(conn, user_id, data["position_id"])
-    row = dict(id=new_id(), user_id=user_id, position_id=data["position_id"],
-               object_of_reflection=data["object_of_reflection"], bias_flags=data.get("bias_flags"),
-               notes=data.get("notes"), phase=data["phase"], created_at=utcnow())
-    conn.execute(journal_entries.insert().values(**row))
-    return {k: row[k] for k in ("id", "position_id", "object_of_reflection", "bias_flags", "notes", "phase",
-                                "created_at")}
-
-
-def list_journal_entries(conn, user_id: int, position_id: str) -> list[dict]:
-    _row(conn, user_id, position_id)
-    q = sa.select(journal_entries).where(journal_entries.c.position_id == position_id,
-                                         journal_entries.c.user_id == user_id) \
-        .order_by(journal_entries.c.created_at, journal_entries.c.id)
-    return [_journal_out(r) for r in conn.execute(q)]
-
-
-# -- orders ------------------------------------------------------------------------------
-def _order_out(r) -> dict:
-    m = r._mapping
-    tpl = m["position_template"]
-    tpl = json.loads(tpl) if isinstance(tpl, str) else tpl
-    return {k: m[k] for k in ("id", "user_id", "status", "order_type", "limit_price", "version", "position_id",
-                              "fill_price", "slippage", "filled_at", "cancelled_at", "created_at", "updated_at")} \
-        | {"position_template": tpl}
-
-
-def _order_row(conn, user_id: int, order_id: str, *, lock: bool = False):
-    q = sa.select(orders).where(orders.c.id == order_id, orders.c.user_id == user_id)
-    if lock:
-        q = q.with_for_update()
-    r = conn.execute(q).first()
-    if r is None:
-        raise errors.NotFound(f"order {order_id} not found")
-    return r
-
-
-def get_order(conn, user_id: int, order_id: str) -> dict:
-    return _order_out(_order_row(conn, user_id, order_id))
-
-
-def _get_order_or_none(conn, user_id, order_id):
-    r = conn.execute(sa.select(orders).where(orders.c.id == order_id, orders.c.user_id == user_id)).first()
-    return _order_out(r) if r else None
-
-
-def _refuse_if_vetoed(vetoes) -> None:
-    if vetoes:
-        listed = [{"source": v.source, "message": v.message, "detail": v.detail} for v in vetoes]
-        raise errors.Forbidden("order vetoed: " + "; ".join(f"{v['source']}: {v['message']}" for v in listed),
-                               code="order_vetoed", vetoes=listed)
-
-
-def create_order(conn, user_id: int, data: dict, check_order_allowed=None) -> dict:
-    """A pending order carrying a position template. Emits OrderCreated. ``check_order_allowed``
-    (the host's veto hook, with ``stage: "create"``) may refuse it: 403 ``order_vetoed`` (e.g. the
-    orders kill switch is engaged)."""
-    now, oid = utcnow(), new_id()
-    tpl = dict(data["position_template"])
-    tpl["underlying"] = tpl.get("underlying") or tpl["symbol"]
-    tpl["legs"] = [dict(leg, multiplier=leg.get("multiplier") or derived.DEFAULT_MULTIPLIER[leg["instrument_type"]])
-                   for leg in tpl["legs"]]
-    if check_order_allowed is not None:
-        _refuse_if_vetoed(check_order_allowed(conn, user_id, {
-            "stage": "create", "order_id": oid, "symbol": tpl["symbol"], "legs": tpl["legs"],
-            "limit_price": data.get("limit_price"), "reduces_position": False, "position_id": None}))
-    conn.execute(orders.insert().values(
-        id=oid, user_id=user_id, status="pending", order_type=data.get("order_type") or "limit",
-        limit_price=data.get("limit_price"), position_template=_jsonable(tpl), version=1,
-        created_at=now, updated_at=now))
-    rep = get_order(conn, user_id, oid)
-    _emit(conn, user_id, "OrderCreated", "order", oid, 1, {"order": rep}, now)
-    return rep
-
-
-def active_orders(conn, user_id: int) -> list[dict]:
-    q = sa.select(orders).where(orders.c.user_id == user_id, orders.c.status == "pending") \
-        .order_by(orders.c.created_at, orders.c.id)
-    return [_order_out(r) for r in conn.execute(q)]
-
-
-def _refuse_settled(r, action: str) -> None:
-    if r.status != "pending":
-        raise errors.InvalidState(f"order {r.id} is {r.status}; {action}", state=r.status)
-
-
-def cancel_order(conn, user_id: int, order_id: str, expected: int) -> dict:
-    """Cancel a pending order (If-Match ``expected``). Emits OrderCancelled."""
-    r = _order_row(conn, user_id, order_id, lock=True)
-    _refuse_settled(r, "only a pending order can be cancelled")
-    now = utcnow()
-    version = versioned_update(conn, orders, id_value=order_id, user_id=user_id, expected=expected,
-                               values=dict(status="cancelled", cancelled_at=now, updated_at=now),
-                               current=lambda: _get_order_or_none(conn, user_id, order_id))
-    _emit(conn, user_id, "OrderCancelled", "order", order_id, version, {"order_id": order_id}, now)
-    return get_order(conn, user_id, order_id)
-
-
-def _execution_prices(r, tpl_legs: list[dict], data: dict) -> tuple[list[Decimal], Decimal]:
-    """Per-leg fill prices and the net fill price per combo unit."""
-    qty = [leg["quantity"] for leg in tpl_legs]
-    units = derived.combo_units(qty)
-    if data.get("leg_prices"):
-        prices = list(data["leg_prices"])
-        if len(prices) != len(tpl_legs):
-            raise errors.field_error("leg_prices", f"give one price per leg ({len(tpl_legs)})")
-        net = sum((p * q for p, q in zip(prices, qty)), ZERO) / units
-        if data.get("fill_price") is not None and data["fill_price"] != net:
-            raise errors.field_error("fill_price", f"does not match leg_prices (net {net})")
-        return prices, net
-    if len(tpl_legs) > 1:
-        raise errors.field_error("leg_prices", "a multi-leg order needs a fill price per leg")
-    net = data.get("fill_price") if data.get("fill_price") is not None else r.limit_price
-    if net is None:
-        raise errors.field_error("fill_price", "a market order needs the fill price")
-    price = net if qty[0] > 0 else -net
-    if price < 0:
-        raise errors.field_error("fill_price", "positive when buying, negative when selling")
-    return [price], net
-
-
-def execute_order(conn, user_id: int, order_id: str, data: dict, check_order_allowed) -> dict:
-    """Execute a pending order in one transaction: ask ``check_order_allowed`` (the host's
-    veto hook) first; then create the position, its fills (at the given prices or the
-    limit) and mark the order filled. Emits PositionCreated, FillRecorded..., OrderFilled."""
-    r = _order_row(conn, user_id, order_id, lock=True)
-    _refuse_settled(r, "only a pending order can be executed")
-    order = _order_out(r)
-    tpl = order["position_template"]
-    prices, net = _execution_prices(r, tpl["legs"], data)
-    slippage = (net - r.limit_price) if r.limit_price is not None else None
-    _refuse_if_vetoed(check_order_allowed(conn, user_id, {
-        "stage": "execute", "order_id": order_id, "symbol": tpl["symbol"], "legs": tpl["legs"],
-        "limit_price": r.limit_price, "reduces_position": False, "position_id": None}))
-    occurred_at = data.get("occurred_at") or utcnow()
-    template = dict(tpl, legs=[dict(leg, expiry=dt.date.fromisoformat(leg["expiry"]) if leg.get("expiry") else None,
-                                    strike=Decimal(leg["strike"]) if leg.get("strike") is not None else None)
-                               for leg in tpl["legs"]])
-    position = create_position(conn, user_id, template, order_id=order_id)
-    fee = data.get("fees") or ZERO
-    for i, (leg, price) in enumerate(zip(position["legs"], prices)):
-        result = record_fill(conn, user_id, position["id"],
-                             {"leg_id": leg["id"], "price": price, "quantity": leg["quantity"],
-                              "fees": fee if i == 0 else ZERO, "occurred_at": occurred_at},
-                             order_id=order_id, slippage=(slippage if i == 0 else ZERO) if slippage is not None else None)
-        position = result["position"]
-    now = utcnow()
-    done = conn.execute(orders.update().where(orders.c.id == order_id, orders.c.user_id == user_id,
-                                              orders.c.status == "pending")
-                        .values(status="filled", version=orders.c.version + 1, position_id=position["id"],
-                                fill_price=net, slippage=slippage, filled_at=occurred_at, updated_at=now)).rowcount
-    if not done:  # pragma: no cover - the row lock above makes this a can't-happen
-        raise errors.InvalidState(f"order {order_id} is no longer pending")
-    order = get_order(conn, user_id, order_id)
-    _emit(conn, user_id, "OrderFilled", "order", order_id, order["version"],
-          {"order_id": order_id, "position_id": position["id"], "limit_price": r.limit_price,
-           "fill_price": order["fill_price"], "slippage": order["slippage"], "filled_at": occurred_at,
-           "reduces_position": False}, occurred_at)
-    return {"order": order, "position": position}

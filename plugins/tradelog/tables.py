@@ -33,8 +33,12 @@ positions = sa.Table(
     sa.Column("initial_risk", Money(30, 4), nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # Rolls (0002): the position this one was rolled from, and the chain's first position.
+    sa.Column("rolled_from", sa.String(36), nullable=True),
+    sa.Column("chain_id", sa.String(36), nullable=True),
     sa.Index("ix_tl_positions_user_status", "user_id", "status", "created_at"),
     sa.Index("ix_tl_positions_campaign", "campaign_id"),
+    sa.Index("ix_tl_positions_chain", "user_id", "chain_id"),
 )
 
 legs = sa.Table(
@@ -49,6 +53,13 @@ legs = sa.Table(
     sa.Column("quantity", sa.Integer, nullable=False),  # + long, - short
     sa.Column("multiplier", sa.Integer, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # Settlement (0002): AM | PM and cash | physical; null = the underlying's default.
+    sa.Column("settlement_time", sa.String(2), nullable=True),
+    sa.Column("settlement_type", sa.String(8), nullable=True),
+    # A stock leg delivered by exercise/assignment names the option leg it came from.
+    sa.Column("source_leg_id", sa.String(36), nullable=True),
+    # The signed sum of the leg's fills, kept in the transaction that records each fill.
+    sa.Column("open_quantity", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_tl_legs_position", "position_id", "seq"),
 )
 
@@ -65,7 +76,16 @@ fills = sa.Table(
     sa.Column("order_id", sa.String(36), nullable=True),
     sa.Column("slippage", Money(30, 4), nullable=True),
     sa.Column("position_version", sa.Integer, nullable=False),  # the version this fill made
+    sa.Column("seq", sa.Integer, nullable=False, server_default="0"),  # order within that version (0002)
+    # 0002: trade | expiration | exercise | assignment | delivery, and the settlement it belongs to.
+    sa.Column("kind", sa.String(12), nullable=False, server_default="trade"),
+    sa.Column("settlement_id", sa.String(36), nullable=True),
+    # Imports: a stable fingerprint of the broker execution (unique per user), so a file
+    # imported twice records nothing twice.
+    sa.Column("fingerprint", sa.String(64), nullable=True),
+    sa.Column("user_id", sa.Integer, nullable=True),
     sa.Index("ix_tl_fills_position", "position_id", "position_version"),
+    sa.Index("ux_tl_fills_fingerprint", "user_id", "fingerprint", unique=True),
 )
 
 position_versions = sa.Table(
@@ -88,6 +108,11 @@ journal_entries = sa.Table(
     sa.Column("notes", sa.Text, nullable=True),
     sa.Column("phase", sa.String(12), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # 0002: the risk picture in force when it was written (published contracts only).
+    sa.Column("position_version", sa.Integer, nullable=True),
+    sa.Column("risk_artifact_id", sa.String(64), nullable=True),
+    sa.Column("risk_strategy_id", sa.String(64), nullable=True),
+    sa.Column("risk_strategy_version", sa.Integer, nullable=True),
     sa.Index("ix_tl_journal_position", "position_id", "created_at"),
 )
 
@@ -107,6 +132,9 @@ orders = sa.Table(
     sa.Column("cancelled_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # 0002: an order given position_id executes into that position; true when it only
+    # reduces (closes part or all of) its open legs.
+    sa.Column("reduces_position", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_tl_orders_user_status", "user_id", "status", "created_at"),
 )
 
@@ -118,3 +146,55 @@ risk_artifacts = sa.Table(
     sa.Column("computed_at", UtcDateTime, nullable=False),
     sa.Column("linked_at", UtcDateTime, nullable=False),
 )
+
+# -- 0002 -----------------------------------------------------------------------------------
+settlements = sa.Table(
+    "tl_settlements", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("position_id", sa.String(36), sa.ForeignKey("tl_positions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("leg_id", sa.String(36), sa.ForeignKey("tl_legs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(12), nullable=False),  # expiration | exercise | assignment
+    sa.Column("settlement_type", sa.String(8), nullable=False),  # cash | physical
+    sa.Column("settlement_time", sa.String(2), nullable=False),  # AM | PM
+    sa.Column("quantity", sa.Integer, nullable=False),  # the option quantity closed, signed like the fill
+    sa.Column("price", Money(), nullable=False),  # per unit the option closed at (0, or intrinsic)
+    sa.Column("settlement_value", Money(), nullable=True),  # the underlying's settlement value
+    sa.Column("delivered_leg_id", sa.String(36), nullable=True),
+    sa.Column("delivered_quantity", sa.Integer, nullable=True),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Column("position_version", sa.Integer, nullable=False),
+    sa.Index("ix_tl_settlements_position", "position_id", "leg_id"),
+)
+
+settlement_prices = sa.Table(
+    "tl_settlement_prices", metadata,
+    sa.Column("user_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("underlying", sa.String(20), primary_key=True),
+    sa.Column("expiry", sa.Date, primary_key=True),
+    sa.Column("settlement_time", sa.String(2), primary_key=True),
+    sa.Column("price", Money(), nullable=False),
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+)
+
+marks = sa.Table(
+    "tl_marks", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("position_id", sa.String(36), sa.ForeignKey("tl_positions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("leg_id", sa.String(36), sa.ForeignKey("tl_legs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("price", Money(), nullable=False),
+    sa.Column("marked_at", UtcDateTime, nullable=False),  # market time of the mark
+    sa.Column("recorded_at", UtcDateTime, nullable=False),
+    sa.Index("ix_tl_marks_leg", "position_id", "leg_id", "marked_at"),
+)
+
+# Columns 0002 adds to tables the baseline created (the migration adds the ones missing).
+ADDED_0002 = {
+    "tl_positions": ["rolled_from", "chain_id"],
+    "tl_legs": ["settlement_time", "settlement_type", "source_leg_id", "open_quantity"],
+    "tl_fills": ["kind", "settlement_id", "fingerprint", "user_id", "seq"],
+    "tl_journal_entries": ["position_version", "risk_artifact_id", "risk_strategy_id", "risk_strategy_version"],
+    "tl_orders": ["reduces_position"],
+}

@@ -1,7 +1,8 @@
 """HTTP for the TradeLog context: thin views (arguments in, one service call, response out).
 
 Routes are the seed's: /api/positions..., /api/orders..., /api/journal_entries, plus
-/api/positions/{id}/events (replay) and /api/tradelog/stats.
+/api/positions/{id}/events (replay), settlement, rolls and chains, marks, and
+/api/tradelog/stats, /api/tradelog/daily-pnl, /api/tradelog/settlement-prices.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flask_smorest import Blueprint
 from app import conn, ext, requires_if_match, user
 from app.concurrency import if_match_version
 from plugins.tradelog import schemas as s
-from plugins.tradelog import service, stats
+from plugins.tradelog import journal, orders, pnl, rolls, service, settlement, stats
 
 positions_blp = Blueprint("tradelog_positions", __name__, url_prefix="/api/positions",
                           description="Positions (planned/open/closed), legs, fills, snapshots.")
@@ -20,9 +21,10 @@ orders_blp = Blueprint("tradelog_orders", __name__, url_prefix="/api/orders",
 journal_blp = Blueprint("tradelog_journal", __name__, url_prefix="/api/journal_entries",
                         description="Journal entries: reflections on a position.")
 stats_blp = Blueprint("tradelog_stats", __name__, url_prefix="/api/tradelog",
-                      description="Performance statistics of your closed positions.")
+                      description="Performance statistics, daily P&L and settlement prices.")
 
 ID = "<string(length=36):position_id>"
+LEG = "<string(length=36):leg_id>"
 OID = "<string(length=36):order_id>"
 
 
@@ -82,6 +84,61 @@ class Close(MethodView):
         return service.close_position(conn(), user().id, position_id, data or {}, expected=if_match_version())
 
 
+@positions_blp.route(f"/{ID}/legs/{LEG}/settle")
+class Settle(MethodView):
+    @requires_if_match
+    @positions_blp.arguments(s.LegSettleIn)
+    @positions_blp.response(201, s.SettleResult)
+    @positions_blp.alt_response(200, schema=s.SettleResult, description="already settled that way: the same answer")
+    def post(self, data, position_id, leg_id):
+        """Settle an option leg (If-Match): expiration (worthless, or at intrinsic when
+        cash-settled), exercise of a long option, assignment of a short one; physically
+        settled options deliver shares at the strike into a stock leg. Emits LegSettled.
+        409 ``not_expired`` before the settlement moment when it must wait for it."""
+        result, created = settlement.settle_leg(conn(), user().id, position_id, leg_id, data,
+                                                expected=if_match_version())
+        return result, 201 if created else 200
+
+
+@positions_blp.route(f"/{ID}/settlements")
+class Settlements(MethodView):
+    @positions_blp.response(200, s.Settlement(many=True))
+    def get(self, position_id):
+        """The position's settlements, in market time order."""
+        return settlement.list_settlements(conn(), user().id, position_id)
+
+
+@positions_blp.route(f"/{ID}/roll")
+class RollView(MethodView):
+    @requires_if_match
+    @positions_blp.arguments(s.RollIn)
+    @positions_blp.response(201, s.RollResult)
+    def post(self, data, position_id):
+        """Roll (If-Match on this position), atomically: close the listed legs (the position
+        is closed when that leaves it flat) and open a new position with the new legs,
+        ``rolled_from`` this one, in the same chain. Emits PositionRolled."""
+        return rolls.roll_position(conn(), user().id, position_id, data, expected=if_match_version())
+
+
+@positions_blp.route(f"/{ID}/chain")
+class ChainView(MethodView):
+    @positions_blp.response(200, s.Chain)
+    def get(self, position_id):
+        """The roll chain the position belongs to, with cumulative net credit, fees and
+        realized P&L."""
+        return rolls.chain(conn(), user().id, position_id)
+
+
+@positions_blp.route(f"/{ID}/marks")
+class MarksView(MethodView):
+    @positions_blp.arguments(s.MarksIn)
+    @positions_blp.response(201, s.Marks)
+    def post(self, data, position_id):
+        """Record market prices of legs, for unrealized P&L (snapshot) and marked daily P&L.
+        Emits LegsMarked; the position's version is unchanged."""
+        return service.record_marks(conn(), user().id, position_id, data)
+
+
 @positions_blp.route(f"/{ID}/snapshot")
 class SnapshotView(MethodView):
     @positions_blp.arguments(s.AsOfArgs, location="query")
@@ -125,7 +182,7 @@ class Orders(MethodView):
         """Create a pending order with a position template. Emits OrderCreated. The host's
         ``check_order_allowed`` hook may refuse it (403 ``order_vetoed``, e.g. the orders kill
         switch is engaged)."""
-        return service.create_order(conn(), user().id, data, ext().check_order_allowed)
+        return orders.create_order(conn(), user().id, data, ext().check_order_allowed)
 
 
 @orders_blp.route("/active")
@@ -133,7 +190,7 @@ class ActiveOrders(MethodView):
     @orders_blp.response(200, s.Order(many=True))
     def get(self):
         """Your pending orders, oldest first."""
-        return service.active_orders(conn(), user().id)
+        return orders.active_orders(conn(), user().id)
 
 
 @orders_blp.route(f"/{OID}")
@@ -141,14 +198,14 @@ class OneOrder(MethodView):
     @orders_blp.response(200, s.Order)
     def get(self, order_id):
         """One order."""
-        return service.get_order(conn(), user().id, order_id)
+        return orders.get_order(conn(), user().id, order_id)
 
     @requires_if_match
     @orders_blp.response(200, s.Order)
     def delete(self, order_id):
         """Cancel a pending order (If-Match). Emits OrderCancelled; 409 naming the state
         when it is filled or cancelled."""
-        return service.cancel_order(conn(), user().id, order_id, expected=if_match_version())
+        return orders.cancel_order(conn(), user().id, order_id, expected=if_match_version())
 
 
 @orders_blp.route(f"/{OID}/execute")
@@ -159,7 +216,7 @@ class Execute(MethodView):
         """Execute a pending order: the host's ``check_order_allowed`` hook first (403
         ``order_vetoed`` listing each veto), then the position and its fills, atomically.
         Emits PositionCreated, FillRecorded per leg, OrderFilled."""
-        return service.execute_order(conn(), user().id, order_id, data or {}, ext().check_order_allowed)
+        return orders.execute_order(conn(), user().id, order_id, data or {}, ext().check_order_allowed)
 
 
 @journal_blp.route("")
@@ -167,23 +224,46 @@ class Journal(MethodView):
     @journal_blp.arguments(s.JournalIn)
     @journal_blp.response(201, s.JournalEntry)
     def post(self, data):
-        """Write a journal entry on one of your positions."""
-        return service.create_journal_entry(conn(), user().id, data)
+        """Write a journal entry on one of your positions. Emits JournalEntryCreated."""
+        return journal.create_journal_entry(conn(), user().id, data)
 
     @journal_blp.arguments(s.JournalListArgs, location="query")
     @journal_blp.response(200, s.JournalEntry(many=True))
     def get(self, args):
         """A position's journal entries, oldest first."""
-        return service.list_journal_entries(conn(), user().id, args["position_id"])
+        return journal.list_journal_entries(conn(), user().id, args["position_id"])
 
 
 @stats_blp.route("/stats")
 class StatsView(MethodView):
+    @stats_blp.arguments(s.StatsArgs, location="query")
     @stats_blp.response(200, s.Stats)
-    def get(self):
-        """Performance of your closed positions, overall and per derived strategy: win rate
+    def get(self, args):
+        """Performance of your closed positions, overall and per derived strategy (and per
+        ``group_by``: strategy, underlying, tag, weekday, dte_bucket, roll_chain): win rate
         (per position), profit factor, expectancy, average R, max drawdown; fees included."""
-        return stats.user_stats(conn(), user().id)
+        return stats.user_stats(conn(), user().id, args.get("group_by"))
+
+
+@stats_blp.route("/daily-pnl")
+class DailyPnlView(MethodView):
+    @stats_blp.arguments(s.DailyPnlArgs, location="query")
+    @stats_blp.response(200, s.DailyPnl)
+    def get(self, args):
+        """P&L per trading day in the exchange's time zone (realized, and marked where marks
+        exist), the equity curve, drawdown and win/loss streaks; ``from``/``to`` cut the list."""
+        return pnl.daily_pnl(conn(), user().id, start=args.get("start"), end=args.get("end"))
+
+
+@stats_blp.route("/settlement-prices")
+class SettlementPrices(MethodView):
+    @stats_blp.arguments(s.SettlementPriceIn)
+    @stats_blp.response(200, s.SettlementPrice)
+    def put(self, data):
+        """Record (or correct) an underlying's settlement value for an expiry and AM/PM
+        settlement; ``settle-expired`` settles expired legs from it. Emits
+        SettlementPriceRecorded."""
+        return settlement.set_settlement_price(conn(), user().id, data)
 
 
 BLUEPRINTS = [positions_blp, orders_blp, journal_blp, stats_blp]

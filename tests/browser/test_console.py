@@ -102,10 +102,10 @@ def add_strategy(page, label, strike="6000", width="50", dte="30"):
 
 
 def future(days):
+    """A trading day about ``days`` ahead (the trade log refuses expiries on other days)."""
+    from optionsmath import markettime
     d = dt.date.today() + dt.timedelta(days=days)
-    while d.weekday() >= 5:
-        d += dt.timedelta(days=1)
-    return d.isoformat()
+    return (d if markettime.is_trading_day(d) else markettime.next_trading_day(d)).isoformat()
 
 
 # -- the newcomer's first minute ---------------------------------------------------------------

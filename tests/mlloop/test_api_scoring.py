@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from plugins.mlloop import features as fx
-from plugins.mlloop import scoring
+from plugins.mlloop.domain import features as fx
+from plugins.mlloop.domain.ideas import TradeIdea
+from plugins.mlloop.domain import rules as scoring
 from plugins.mlloop.tables import ml_decisions, ml_feature_snapshots, pnl_events
 from tests.mlloop.mlloop_fixtures import (
     AS_OF, context_body, history, idea, iso, setup_context, snapshot, some_ideas, t,
@@ -57,7 +58,7 @@ def test_decision_is_reproducible_from_its_id(app, new_client, run_consumers):
         assert params.version == d["selector_params_version"] == 1
         f = d["features"]
         sent = by_id[d["idea_id"]]
-        trade = scoring.TradeIdea(
+        trade = TradeIdea(
             idea_id=d["idea_id"], strategy=sent["strategy"], side=sent["side"], direction=sent["direction"],
             strike=Decimal(sent["strike"]), width=sent["width"], expiration=dt.date(2025, 1, 7),
             dte=f["dte"], debit=Decimal(sent["debit"]))
@@ -215,12 +216,12 @@ class _StubScorer:
 
 
 def test_ml_score_blends_per_assignment(app, new_client, run_consumers, monkeypatch):
-    from plugins.mlloop import modelops, service
+    from plugins.mlloop.service import scoring_plan
 
     class Plan:
         def for_idea(self, idea_id, regime):
-            return modelops.Assignment(_StubScorer(), 7, 3, 11, "challenger", 0.25, idea_id.endswith("0"))
-    monkeypatch.setattr(service.modelops, "scoring_plan", lambda conn, user_id: Plan())
+            return scoring_plan.Assignment(_StubScorer(), 7, 3, 11, "challenger", 0.25, idea_id.endswith("0"))
+    monkeypatch.setattr(scoring_plan, "scoring_plan", lambda conn, user_id, rules_only=False: Plan())
     cl = new_client(app)
     cid = setup_context(cl)
     ideas = some_ideas(4)
@@ -238,3 +239,24 @@ def test_ml_score_blends_per_assignment(app, new_client, run_consumers, monkeypa
     run_consumers(app)
     d = cl.get(f"/api/ml/decisions/{body['ideas'][0]['decision_id']}").json
     assert (d["model_id"], d["model_version"], d["ml_score"]) == (7, 3, body["ideas"][0]["ml_score"])
+
+
+def test_a_scoring_request_asks_the_breakers_once(app_factory, new_client, monkeypatch):
+    """The scoring mode is decided once per request (by the view, through the host's hook) and
+    passed down: the breakers' hook runs once however many ideas and whatever the plan does."""
+    from plugins.breakers import service as breakers
+    app = app_factory(["mlloop", "breakers"])
+    cl = new_client(app)
+    cid = setup_context(cl)
+    calls = []
+    real = breakers.scoring_mode
+
+    def counted(conn, user_id):
+        calls.append(user_id)
+        return real(conn, user_id)
+
+    monkeypatch.setattr(breakers, "scoring_mode", counted)
+    r = cl.post("/api/ml/score", json={"context_id": cid, "ideas": some_ideas(7)})
+    assert r.status_code == 200, r.json
+    assert calls == [cl.user.id]
+    assert r.json["scoring_mode"] == "normal"

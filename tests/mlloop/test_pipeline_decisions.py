@@ -10,7 +10,9 @@ import sqlalchemy as sa
 
 from app import auth
 from bus.consumer import Group, Runner
-from plugins.mlloop import handlers, service, simulation
+from plugins.mlloop import handlers
+from plugins.mlloop.service import common as service
+from plugins.mlloop.sim import drive as simulation
 from plugins.mlloop.tables import (
     daily_performance, ml_decisions, ml_feature_snapshots, ml_labels, pnl_events, tracked_ideas,
 )
@@ -65,7 +67,7 @@ def test_simulated_world_through_the_service(app, run_consumers):
     ext = app.extensions["tradeloop"]
     with ext.db.transaction() as c:
         user, _ = auth.create_user(c, f"sim_{uuid.uuid4().hex[:8]}")
-    summary = simulation.run(ext, user.id, days=2, ideas_per_day=150, seed=3, trade_fraction=0.05, consume=False)
+    summary = simulation.run(ext.db, user.id, days=2, ideas_per_day=150, seed=3, trade_fraction=0.05)
     run_consumers(app)
     assert summary.ideas == 300 and summary.settled == 300 and summary.settlement_mismatches == 0
     assert summary.traded == 16
@@ -85,7 +87,7 @@ def test_simulated_world_through_the_service(app, run_consumers):
         before = [dict(r._mapping, updated_at=None) for r in c.execute(
             sa.select(daily_performance).where(daily_performance.c.user_id == user.id).order_by(daily_performance.c.date))]
     assert before and sum(r["trade_count"] for r in before) == 16
-    from plugins.mlloop import outcomes
+    from plugins.mlloop.service import outcomes
     with ext.db.transaction() as c:
         outcomes.materialize(c, user.id)
         after = [dict(r._mapping, updated_at=None) for r in c.execute(

@@ -108,12 +108,12 @@ def test_validation_errors_name_fields(app_factory, new_client):
     base = {"spot": 100, "valuation_date": VAL, "legs": [long_call()]}
     cases = [
         ({"points": 1}, "points"), ({"points": 5002}, "points"), ({"spot": 0}, "spot"), ({"spot": "x"}, "spot"),
-        ({"iv": 0}, "iv"), ({"iv": -0.1}, "iv"), ({"r": 5}, "r"),
+        ({"iv": 11}, "iv"), ({"iv": -0.1}, "iv"), ({"r": 5}, "r"),
         ({"days_forward": list(range(21))}, "days_forward"), ({"days_forward": []}, "days_forward"),
         ({"min": 50}, "max"), ({"min": 150, "max": 50}, "max"),
         ({"legs": None}, "legs"), ({"legs": []}, "legs"),
         ({"legs": [long_call(strike=None)]}, "legs"), ({"legs": [long_call(quantity=0)]}, "legs"),
-        ({"legs": [long_call(iv=0)]}, "legs"), ({"legs": [long_call(right="straddle")]}, "legs"),
+        ({"legs": [long_call(iv=-0.1)]}, "legs"), ({"legs": [long_call(right="straddle")]}, "legs"),
         ({"legs": [long_call(expiry="2030-12-31")]}, "legs"),          # expired before the valuation date
         ({"legs": [long_call(iv=None, price="150")]}, "legs"),         # above the spot: no iv implies it
         ({"strategy_ids": ["a", "a"]}, "strategy_ids"),
@@ -131,3 +131,62 @@ def test_validation_errors_name_fields(app_factory, new_client):
     assert a.get(f"{API}/strategies/{s['id']}/risk?spot=6000&iv=0.2&points=0").status_code == 422
     assert a.get(f"{API}/strategies/{s['id']}/risk?spot=6000&iv=0.2&valuation_date=2031-02-01").status_code == 422
     assert a.post(f"{API}/analyze", data="{not json", headers={"Content-Type": "application/json"}).status_code == 400
+
+
+def test_request_shape_says_what_it_means(app_factory, new_client):
+    """Issue 15 items 3 and 6, each against a value worked out here."""
+    app = app_factory(["riskgraph"])
+    a = new_client(app)
+    base = {"spot": 100, "valuation_date": VAL, "legs": [long_call()], "points": 11}
+    # fractional quantities are refused (not truncated to 1, nor 0.4 -> "must not be 0")
+    for qty in (1.5, 0.4):
+        r = a.post(f"{API}/analyze", json={**base, "legs": [long_call(quantity=qty)]})
+        assert r.status_code == 422 and r.json["errors"]["json"]["legs"]["0"]["quantity"] == ["Not a valid integer."]
+    # iv 0 is accepted: a call with no volatility is worth its discounted forward intrinsic,
+    # S - K e^(-rT) = 100 - 90 e^(-0.05 x 14/365) = 10.172... per share
+    r = a.post(f"{API}/analyze", json={**base, "r": 0.05, "iv": 0, "legs": [long_call(strike="90", iv=None, price=None)]})
+    assert r.status_code == 200, r.json
+    assert r.json["strategies"][0]["greeks"]["legs"][0]["per_unit"]["price"] == pytest.approx(
+        100 - 90 * math.exp(-0.05 * T), abs=1e-9)
+    # days_forward: one integer is one T+n curve; T+0 is always drawn first
+    for given, want in ((3, [0, 3]), ([7], [0, 7]), ([7, 0, 7], [0, 7])):
+        r = a.post(f"{API}/analyze", json={**base, "days_forward": given})
+        assert [c["days"] for c in r.json["strategies"][0]["curves"]] == want, given
+    # a premium below intrinsic with T > 0 names the bound, without "(T must be > 0)"
+    r = a.post(f"{API}/analyze", json={**base, "legs": [long_call(strike="80", iv=None, price="10")]})
+    assert r.status_code == 422
+    text = str(r.json["errors"]["json"]["legs"])
+    assert "outside the no-arbitrage bounds" in text and "T must be > 0" not in text
+    # a huge strike is "too large", not "Not a valid number"
+    r = a.post(f"{API}/analyze", json={**base, "legs": [long_call(strike=1e30)]})
+    assert r.status_code == 422 and "too large" in str(r.json["errors"]["json"]["legs"]).lower()
+    # a saved strategy priced without iv: the error is under the query location on GET
+    s = add(a, expiration=EXP)
+    r = a.get(f"{API}/strategies/{s['id']}/risk?spot=6000&valuation_date={VAL}")
+    assert r.status_code == 422 and r.json["errors"] == {"query": {"iv": ["required to price saved strategies"]}}
+    # both valuation_date and valuation_time: say which one
+    r = a.post(f"{API}/analyze", json={**base, "valuation_time": "2031-01-03T15:00:00Z"})
+    assert r.status_code == 422 and "valuation_time" in r.json["errors"]["json"]
+
+
+def test_black76_and_valuation_time_over_http(app_factory, new_client):
+    """Black-76: position rho = -T x V x 100 / 100 (per 1 % of r) with V from the formula here.
+    valuation_time 2031-01-17T15:00Z on the expiry day of a PM-settled leg (underlying SPY):
+    T = 6 h / (365 x 24 h) to the 16:00 New York (21:00Z, EST) close."""
+    app = app_factory(["riskgraph"])
+    a = new_client(app)
+    F, K, r = 100.0, 100.0, 0.03
+    body = {"spot": F, "r": r, "model": "black76", "valuation_date": VAL, "points": 5, "legs": [long_call(price=None)]}
+    out = a.post(f"{API}/analyze", json=body).json
+    d1 = 0.5 * 0.2 * math.sqrt(T)
+    V = math.exp(-r * T) * (F * N(d1) - K * N(d1 - 0.2 * math.sqrt(T)))
+    tot = out["strategies"][0]["greeks"]["total"]
+    assert out["model"] == "black76" and tot["value"] == pytest.approx(100 * V, rel=1e-9)
+    assert tot["rho"] == pytest.approx(-T * V, rel=1e-9)
+    body = {"spot": 101, "underlying": "SPY", "valuation_time": "2031-01-17T15:00:00Z", "points": 5,
+            "legs": [long_call(price=None)]}
+    out = a.post(f"{API}/analyze", json=body)
+    assert out.status_code == 200, out.json
+    leg = out.json["strategies"][0]["greeks"]["legs"][0]
+    assert leg["years"] == pytest.approx(6 / (365 * 24), rel=1e-12)
+    assert leg["per_unit"]["price"] > 1.0   # time value on top of the intrinsic 1.00

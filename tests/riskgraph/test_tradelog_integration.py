@@ -74,7 +74,7 @@ def _create_position(base, token):
     pos = r.json()
     for leg, price in zip(pos["legs"], ("7.50", "4.00")):
         f = requests.post(f"{base}/api/positions/{pos['id']}/fills", headers=h, timeout=10, json={
-            "leg_id": leg["id"], "price": price, "quantity": leg["quantity"], "occurred_at": "2031-01-03T15:00:00Z"})
+            "leg_id": leg["id"], "price": price, "quantity": leg["quantity"], "occurred_at": "2026-01-05T15:00:00Z"})
         assert f.status_code == 201, f.text
     return pos["id"]
 
@@ -225,7 +225,7 @@ def test_pattern_b_with_the_real_trade_log(app_factory, new_client, run_consumer
     for leg, price in zip(r.json["legs"], ("7.50", "4.00")):
         f = a.post(f"/api/positions/{pid}/fills", json={"leg_id": leg["id"], "price": price,
                                                          "quantity": leg["quantity"],
-                                                         "occurred_at": "2031-01-03T15:00:00Z"})
+                                                         "occurred_at": "2026-01-05T15:00:00Z"})
         assert f.status_code == 201, f.json
     run_consumers(app)
     arts = a.get(f"{API}/artifacts?position_id={pid}").json["artifacts"]

@@ -8,7 +8,20 @@ import pytest
 
 
 def day(offset: int) -> str:
-    return (dt.date.today() + dt.timedelta(days=offset)).isoformat()
+    """A trading day about ``offset`` days from today: the first session on or after
+    today + offset (offset >= 0), or the last one on or before it (offset < 0)."""
+    from plugins.tradelog import markettime
+    d = dt.date.today() + dt.timedelta(days=offset)
+    if not markettime.is_trading_day(d):
+        d = markettime.next_trading_day(d) if offset >= 0 else markettime.previous_trading_day(d)
+    return d.isoformat()
+
+
+def dte_of(expiry: str) -> int:
+    """Calendar days from today in New York to ``expiry`` (the snapshot's DTE, by hand)."""
+    from zoneinfo import ZoneInfo
+    now_ny = dt.datetime.now(dt.timezone.utc).astimezone(ZoneInfo("America/New_York"))
+    return (dt.date.fromisoformat(expiry) - now_ny.date()).days
 
 
 def opt(expiry: str, strike, right: str, qty: int) -> dict:

@@ -46,20 +46,21 @@ def test_strategy_recognition(legs, name):
 
 
 @pytest.mark.parametrize("legs,debit,expected", [
-    ([o(100, "call", 1)], D(500), (None, D(500))),                       # long call: loss = premium
-    ([o(100, "put", -1)], D(-300), (D(300), D(9700))),                   # short put: S can't go below 0
+    ([o(100, "call", 1)], D(500), (None, D(-500))),                      # long call: loss = premium
+    ([o(100, "put", -1)], D(-300), (D(300), D(-9700))),                  # short put: S can't go below 0
     ([o(100, "call", -1)], D(-300), (D(300), None)),                     # naked short call: unbounded loss
-    ([o(100, "call", 1), o(105, "call", -1)], D(200), (D(300), D(200))),
-    ([o(95, "call", 1), o(100, "call", -2), o(105, "call", 1)], D(100), (D(400), D(100))),
-    ([o(90, "put", 1), o(95, "put", -1), o(105, "call", -1), o(110, "call", 1)], D(-150), (D(150), D(350))),
+    ([o(100, "call", 1), o(105, "call", -1)], D(200), (D(300), D(-200))),
+    ([o(95, "call", 1), o(100, "call", -2), o(105, "call", 1)], D(100), (D(400), D(-100))),
+    ([o(90, "put", 1), o(95, "put", -1), o(105, "call", -1), o(110, "call", 1)], D(-150), (D(150), D(-350))),
     ([o(100, "call", -1), o(100, "call", 1, E2)], D(200), (None, None)),  # needs a pricing model
-    ([stock(100), o(110, "call", -1)], D(9800), (D(1200), D(9800))),      # covered call
+    ([stock(100), o(110, "call", -1)], D(9800), (D(1200), D(-9800))),     # covered call
 ])
 def test_payoff_extremes(legs, debit, expected):
+    """max_loss is a P&L: the lowest one, negative for a loss (one sign convention everywhere)."""
     assert derived.payoff_extremes(legs, debit) == expected
 
 
-def test_net_debit_dte_and_initial_risk():
+def test_net_debit_and_initial_risk():
     legs = [o(100, "call", 1), o(105, "call", -1)]
     long_, short = legs
     fills = [{"leg_id": long_["id"], "price": D("3.00"), "quantity": 1, "fees": D("0.65")},
@@ -67,8 +68,5 @@ def test_net_debit_dte_and_initial_risk():
              {"leg_id": long_["id"], "price": D("4.50"), "quantity": -1, "fees": D("0.65")}]
     assert derived.net_debit(legs, fills) == D("-250")  # 300 - 100 - 450
     assert derived.fees(fills) == D("1.95")
-    assert derived.initial_risk(legs, fills) == D(200)  # opening debit 200 = the vertical's max loss
-    assert derived.dte(legs, dt.date(2030, 1, 8)) == 10
-    assert derived.dte(legs, dt.date(2030, 3, 1)) == 0
-    assert derived.dte([stock(1)], dt.date(2030, 1, 1)) is None
+    assert derived.initial_risk(legs, fills) == D(200)  # opening debit 200 = the vertical's max loss (-200)
     assert derived.combo_units([2, -2]) == 2 and derived.combo_units([1, -2, 1]) == 1

@@ -2,7 +2,7 @@
 fills atomically), and the illegal transitions."""
 from __future__ import annotations
 
-from tests.tradelog.conftest import day, events_of, key, opt
+from tests.tradelog.conftest import day, dte_of, events_of, key, opt
 
 
 def order(c, legs, limit="24.00", order_type="limit", **extra):
@@ -67,8 +67,11 @@ def test_execute_iron_condor_with_leg_prices(tl_app, tl):
     pos = r.json["position"]
     assert pos["version"] == 5  # created + 4 fills
     m = tl.snapshot(pos["id"])["metadata"]
-    assert m == {"derived_strategy": "iron_condor", "net_debit": "-500.0000", "fees": "0.0000", "dte": 30,
-                 "max_profit": "500.0000", "max_loss": "9500.0000"}
+    # credit 500 is the max profit; max loss = wing 50 * 2 * 100 - 500 = -9500 (a P&L)
+    assert {k: m[k] for k in ("derived_strategy", "net_debit", "fees", "dte", "max_profit", "max_loss",
+                              "realized_pnl")} == {
+        "derived_strategy": "iron_condor", "net_debit": "-500.0000", "fees": "0.0000", "dte": dte_of(exp),
+        "max_profit": "500.0000", "max_loss": "-9500.0000", "realized_pnl": "0.0000"}
     slips = [e.payload["slippage"] for e in events_of(tl_app, tl.c.user.id, pos["id"]) if e.type == "FillRecorded"]
     assert slips == ["0.1000", "0.0000", "0.0000", "0.0000"]
 
@@ -117,7 +120,7 @@ def test_the_seed_clients_bodyless_execute_and_close(tl):
     r = tl.c.http.post(f"/api/orders/{o['id']}/execute", headers={"Authorization": f"Bearer {tl.c.token}"})
     assert r.status_code == 201, r.json
     pid = r.json["position"]["id"]
-    tl.fill(pid, r.json["position"]["legs"][0]["id"], "101", -10)
+    tl.fill(pid, r.json["position"]["legs"][0]["id"], "101", -10, at=r.json["order"]["filled_at"])
     r = tl.c.http.post(f"/api/positions/{pid}/close", headers={"Authorization": f"Bearer {tl.c.token}", "If-Match": "3"})
     assert r.status_code == 200 and r.json["realized_pnl"] == "10.0000"
 

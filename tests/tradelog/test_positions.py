@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from tests.tradelog.conftest import day, events_of, key, opt
+from tests.tradelog.conftest import day, dte_of, events_of, key, opt
 
 
 def vertical(exp, qty=1):
@@ -67,16 +67,22 @@ def test_snapshot_has_legs_fills_and_derived_metadata(tl):
     s = tl.snapshot(p["id"])
     assert s["position_id"] == p["id"] and s["version"] == 3 and s["status"] == "open"
     assert (s["symbol"], s["underlying"]) == ("SPX", "I:SPX")
-    assert [(leg["strike"], leg["right"], leg["quantity"], leg["multiplier"]) for leg in s["legs"]] == [
-        ("6100.0000", "call", 2, 100), ("6150.0000", "call", -2, 100)]
+    assert [(leg["strike"], leg["right"], leg["quantity"], leg["open_quantity"], leg["multiplier"], leg["cost_basis"])
+            for leg in s["legs"]] == [("6100.0000", "call", 2, 2, 100, "4900.0000"),
+                                      ("6150.0000", "call", -2, -2, 100, "-1960.0000")]
     assert all(leg["expiry"] == day(16) and leg["instrument_type"] == "option" for leg in s["legs"])
-    assert [(f["leg_id"], f["price"], f["quantity"], f["occurred_at"]) for f in s["fills"]] == [
-        (long_leg["id"], "24.5000", 2, "2025-02-05T10:30:00.000Z"),
-        (short_leg["id"], "9.8000", -2, "2025-02-05T10:30:00.000Z")]
+    assert [(f["leg_id"], f["price"], f["quantity"], f["occurred_at"], f["kind"], f["realized_pnl"])
+            for f in s["fills"]] == [
+        (long_leg["id"], "24.5000", 2, "2025-02-05T10:30:00.000Z", "trade", None),
+        (short_leg["id"], "9.8000", -2, "2025-02-05T10:30:00.000Z", "trade", None)]
     assert all(f["recorded_at"] for f in s["fills"])
-    # 24.50*2*100 - 9.80*2*100 = 2940 debit; width 50 * 2 * 100 = 10000
-    assert s["metadata"] == {"derived_strategy": "vertical", "net_debit": "2940.0000", "fees": "2.6000",
-                             "dte": 16, "max_profit": "7060.0000", "max_loss": "2940.0000"}
+    # 24.50*2*100 - 9.80*2*100 = 2940 debit; width 50 * 2 * 100 = 10000; max loss is a P&L: -2940
+    m = s["metadata"]
+    assert m == {"derived_strategy": "vertical", "net_debit": "2940.0000", "fees": "2.6000", "open_fees": "2.6000",
+                 "realized_pnl": "0.0000", "unrealized_pnl": None, "dte": dte_of(day(16)),
+                 "settles_at": m["settles_at"], "max_profit": "7060.0000", "max_loss": "-2940.0000"}
+    # a PM-settled SPX weekly/serial settles at that day's close in New York (20:00 or 21:00 UTC, 18:00 early)
+    assert m["settles_at"].startswith(day(16)) and m["settles_at"][11:13] in ("18", "20", "21")
     assert s["as_of"] is None
 
 
@@ -110,8 +116,11 @@ def test_events_carry_the_full_envelope_and_the_agreed_payloads(tl_app, tl):
     assert [e.event_seq for e in evs] == sorted(e.event_seq for e in evs)
     created, filled, adjusted = (e.to_dict()["payload"] for e in evs)
     assert created["position"]["id"] == p["id"] and len(created["position"]["legs"]) == 2
-    assert set(filled) == {"position_id", "fill", "slippage"} and filled["slippage"] is None
-    assert set(filled["fill"]) == {"id", "leg_id", "price", "quantity", "fees", "occurred_at", "recorded_at"}
+    assert set(filled) == {"position_id", "fill", "slippage", "leg"} and filled["slippage"] is None
+    assert set(filled["fill"]) == {"id", "leg_id", "price", "quantity", "fees", "occurred_at", "recorded_at",
+                                   "kind", "realized_pnl"}
+    assert filled["leg"] == {"leg_id": p["legs"][0]["id"], "open_quantity": 1, "cost_basis": "500.0000",
+                             "average_price": "5.000000", "realized_pnl": "0.0000"}
     assert filled["fill"]["price"] == "5.0000" and filled["fill"]["fees"] == "0.6500"
     assert evs[1].occurred_at.isoformat().startswith("2025-02-05T10:30:00")  # market time
     assert adjusted["change"] == "legs_added" and len(adjusted["position"]["legs"]) == 3
@@ -168,6 +177,9 @@ def fold(events):
             fills.append(p["fill"])
             if state["status"] == "planned":
                 state["status"], state["opened_at"] = "open", p["fill"]["occurred_at"]
+        elif e["type"] == "LegSettled":
+            fills.extend(p["fills"])
+            state["legs"] = state["legs"] + p["legs_added"]
         elif e["type"] == "PositionClosed":
             state["status"], state["closed_at"] = "closed", p["closed_at"]
         else:
@@ -191,15 +203,20 @@ def test_replaying_a_positions_events_rebuilds_its_snapshot(tl):
     r = tl.c.patch(f"/api/positions/{p['id']}", json={"update_legs": [{"id": r.json["legs"][1]["id"], "quantity": -1}]},
                    if_match=r.json["version"] + 1, idem=key())
     assert r.status_code == 200
-    tl.close(p["id"])
+    tl.close(p["id"])  # both legs are past their settlement moment: close expires them worthless first
     events = tl.c.get(f"/api/positions/{p['id']}/events").json
     assert [e["type"] for e in events] == ["PositionCreated", "FillRecorded", "PositionAdjusted", "FillRecorded",
-                                           "PositionAdjusted", "PositionClosed"]
+                                           "PositionAdjusted", "LegSettled", "LegSettled", "PositionClosed"]
     snap = tl.snapshot(p["id"])
     state, fills = fold(events)
-    assert state == {k: snap[k] for k in state}
-    assert fills == snap["fills"]
-    rebuilt = service.replay(events, dt.date.today())
+    assert {k: v for k, v in state.items() if k != "legs"} == {k: snap[k] for k in state if k != "legs"}
+    assert [leg["id"] for leg in state["legs"]] == [leg["id"] for leg in snap["legs"]]
+    assert [{k: v for k, v in f.items() if k != "realized_pnl"} for f in fills] == \
+        [{k: v for k, v in f.items() if k != "realized_pnl"} for f in snap["fills"]]
+    # long call 3.00 and short call 1.00 both expire worthless: -300 + 100 - 1.00 fees
+    assert snap["metadata"]["realized_pnl"] == "-201.0000"
+    assert [f["kind"] for f in snap["fills"]] == ["trade", "trade", "expiration", "expiration"]
+    rebuilt = service.replay(events, dt.datetime.now(dt.timezone.utc))
     from plugins.tradelog.schemas import Snapshot
     assert Snapshot().dump(rebuilt) == snap
 

@@ -4,6 +4,7 @@
 import * as api from "./api.js";
 import { connectStreams, VersionedMap } from "./stream.js";
 import * as charts from "./charts.js";
+import * as pnl from "./pnl.js";
 
 // -- tiny DOM helpers ------------------------------------------------------------------------
 const $ = sel => document.querySelector(sel);
@@ -187,6 +188,7 @@ async function loadTradelog() {
   S.orders.replaceAll(orders);
   S.stats = stats;
   renderPositions(); renderOrders(); renderStats();
+  pnl.load();
   if (!S.graphPosition && has("riskgraph")) {
     const firstOpen = positions.find(p => p.status === "open" && p.legs.some(l => l.instrument_type === "option"));
     if (firstOpen) S.graphPosition = firstOpen.id;
@@ -213,6 +215,7 @@ const reloadStats = debounce(() => api.get("/api/tradelog/stats").then(s => { S.
 // -- events: dedupe happened in the stream; here reconcile by aggregate_version ---------------
 async function onEvent(env, stream) {
   addToFeed(env, stream);
+  if (["FillRecorded", "LegSettled", "LegsMarked"].includes(env.type)) pnl.reload();
   const p = env.payload || {};
   const v = env.aggregate_version;
   switch (env.type) {

@@ -11,10 +11,10 @@ depends_on = None
 
 
 def upgrade():
-    from plugins.mlloop.registry import metadata
+    from plugins.mlloop.tables import registry_metadata as metadata
     metadata.create_all(op.get_bind())
 
 
 def downgrade():
-    from plugins.mlloop.registry import metadata
+    from plugins.mlloop.tables import registry_metadata as metadata
     metadata.drop_all(op.get_bind())

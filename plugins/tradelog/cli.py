@@ -1,0 +1,85 @@
+"""``tradeloop tradelog ...``: the trade log's jobs from a terminal.
+
+    tradeloop tradelog settle-expired [--user NAME] [--at TIME]
+    tradeloop tradelog settlement-price UNDERLYING EXPIRY PRICE [--time AM|PM] --user NAME
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal, InvalidOperation
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from app import errors
+from bus.envelope import JSONEncoder
+
+group = AppGroup("tradelog", help="Trade log jobs: settle expired option legs, settlement prices.")
+
+
+def _out(value) -> None:
+    click.echo(json.dumps(value, cls=JSONEncoder, indent=2))
+
+
+def _run(fn):
+    try:
+        with current_app.extensions["tradeloop"].db.transaction() as conn:
+            return fn(conn)
+    except errors.DomainError as exc:
+        raise click.ClickException(exc.message)
+
+
+def _user_id(conn, name: str | None) -> int | None:
+    from app import auth
+    if name is None:
+        return None
+    u = auth.user_by_name(conn, name)
+    if u is None:
+        raise click.ClickException(f"no user {name!r}")
+    return u.id
+
+
+def _time(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+@group.command("settle-expired")
+@click.option("--user", "user_name", help="Only this user's positions (default: everyone's).")
+@click.option("--at", "at", help="Settle as of this time (ISO-8601; default: now).")
+def settle_expired_cmd(user_name, at):
+    """Settle every open option leg past its settlement moment from the recorded settlement
+    prices; print the report (legs still awaiting a settlement price are listed)."""
+    from plugins.tradelog import settlement
+
+    def go(conn):
+        with click.progressbar(length=1, label="settling", file=click.get_text_stream("stderr")) as bar:
+            def progress(done, total):
+                bar.length = max(total, 1)
+                bar.update(done - bar.pos)
+            return settlement.settle_expired(conn, _time(at), user_id=_user_id(conn, user_name), progress=progress)
+    _out(_run(go))
+
+
+@group.command("settlement-price")
+@click.argument("underlying")
+@click.argument("expiry")
+@click.argument("price")
+@click.option("--time", "settlement_time", type=click.Choice(["AM", "PM"]), default="PM", show_default=True)
+@click.option("--user", "user_name", required=True)
+def settlement_price_cmd(underlying, expiry, price, settlement_time, user_name):
+    """Record UNDERLYING's settlement value PRICE for options expiring EXPIRY (YYYY-MM-DD)."""
+    from plugins.tradelog import settlement
+    try:
+        day, value = dt.date.fromisoformat(expiry), Decimal(price)
+    except (ValueError, InvalidOperation):
+        raise click.BadParameter("EXPIRY is YYYY-MM-DD and PRICE a number") from None
+    _out(_run(lambda c: settlement.set_settlement_price(c, _user_id(c, user_name), {
+        "underlying": underlying, "expiry": day, "settlement_time": settlement_time, "price": value})))

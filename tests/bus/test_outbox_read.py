@@ -1,0 +1,29 @@
+"""Reading a stream's events back through the bus API: by aggregate and by several aggregates,
+scoped to a user (what a plugin reads while its own consumer has not yet caught up)."""
+from __future__ import annotations
+
+import uuid
+
+from bus import outbox
+
+
+def test_read_by_aggregate_ids_is_scoped_to_the_user_and_keeps_stream_order(app_factory):
+    app = app_factory(["tests.plugins.notes.plugin"])
+    db = app.extensions["tradeloop"].db
+    stream = f"read{uuid.uuid4().hex[:8]}.events"
+    aggs = [f"agg-{i}" for i in range(4)]
+    with db.transaction() as c:
+        outbox.ensure_streams(c, [stream])
+        for i, agg in enumerate(aggs):
+            for user in (1, 2):
+                outbox.emit(c, stream, "Thing", aggregate_type="thing", aggregate_id=agg,
+                            aggregate_version=1, payload={"i": i, "user": user}, user_id=user)
+    with db.transaction() as c:
+        got = outbox.read(c, stream, user_id=2, aggregate_ids=[aggs[3], aggs[1], "nope"])
+        one = outbox.read(c, stream, user_id=1, aggregate_id=aggs[2])
+        none = outbox.read(c, stream, aggregate_ids=[])
+    assert [(e.aggregate_id, e.payload) for e in got] == [
+        (aggs[1], {"i": 1, "user": 2}), (aggs[3], {"i": 3, "user": 2})]
+    assert [e.event_seq for e in got] == sorted(e.event_seq for e in got)
+    assert [(e.aggregate_id, e.user_id) for e in one] == [(aggs[2], 1)]
+    assert none == []
