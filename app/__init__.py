@@ -61,6 +61,7 @@ class ErrorSchema(Schema):
     vetoes = ma.List(ma.Dict(), metadata={"description": "403 order_vetoed: each veto's source and message"})
     state = ma.String(metadata={"description": "409 invalid_state: the resource's current state, e.g. filled"})
     leg_id = ma.String(metadata={"description": "409 position_not_flat: the leg that still holds a quantity"})
+    settles_at = ma.String(metadata={"description": "409 (not yet settleable): when the contract settles, UTC"})
     blockers = ma.List(ma.Dict(), metadata={"description": "409 (model promotion refused): each blocker {code, message, ...}"})
 
 
