@@ -146,13 +146,32 @@ class Target:
 _targets: dict[str, Target] = {}
 
 
+@pytest.fixture(scope="module")
+def fuzz_mariadb(mariadb_url):
+    """A MariaDB database of the fuzz's own: it engages deployment-wide kill switches and
+    changes deployment configs as an admin, which must not leak into other tests' database."""
+    import sqlalchemy as sa
+    base, name = mariadb_url.rsplit("/", 1)[0], f"tl_fuzz_{os.getpid()}"
+    eng = sa.create_engine(base + "/test")
+    with eng.begin() as c:
+        c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        c.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    yield f"{base}/{name}"
+    target = _targets.pop("production", None)
+    if target is not None:
+        target.app.extensions["tradeloop"].db.dispose()
+    with eng.begin() as c:
+        c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+    eng.dispose()
+
+
 def _target(stack: str, request) -> Target:
     if stack not in _targets:
         if stack == "embedded":
             db = os.path.join(tempfile.mkdtemp(prefix="tl_fuzz_"), "fuzz.db")
             _targets[stack] = Target(f"sqlite:///{db}", None)
         else:
-            _targets[stack] = Target(request.getfixturevalue("mariadb_url"), request.getfixturevalue("redis_url"))
+            _targets[stack] = Target(request.getfixturevalue("fuzz_mariadb"), request.getfixturevalue("redis_url"))
     return _targets[stack]
 
 
