@@ -23,31 +23,9 @@ from app.cache import from_url as cache_from_url
 from app.db import Database
 from app.plugins import PluginError, Plugins
 
+from app.web import conn, ext, public, user  # noqa: F401  (what views use, re-exported)
+
 log = logging.getLogger("tradeloop")
-
-# ------------------------------------------------------------------------------------
-# Helpers for views
-
-
-def ext() -> "Tradeloop":
-    return current_app.extensions["tradeloop"]
-
-
-def conn():
-    """The request's database connection (one transaction per request)."""
-    return ext().request_conn()
-
-
-def user():
-    from app.auth import current_user
-    return current_user()
-
-
-def public(view):
-    """Mark a view as reachable without signing in (and document it with ``security: []``)."""
-    view = flask_smorest.Blueprint.doc(security=[])(view)
-    view._public = True
-    return view
 
 
 class ErrorSchema(Schema):
@@ -71,6 +49,15 @@ def _snake(name: str) -> str:
 
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ErrorSchema
+
+    def _register_pagination_header(self):
+        """X-Pagination carries JSON: documented as ``content: application/json`` (a header
+        ``schema`` would mean OpenAPI's comma-separated "simple" style)."""
+        from flask_smorest.pagination import PaginationMetadataSchema
+        self.spec.components.header("PAGINATION", {
+            "description": "Pagination metadata (JSON): total, total_pages, first_page, last_page, page, "
+                           "previous_page, next_page.",
+            "content": {"application/json": {"schema": PaginationMetadataSchema}}}, lazy=True)
 
     def handle_http_exception(self, error):
         status = error.code or 500
@@ -327,16 +314,6 @@ def _document_headers(api) -> None:
                     params.append(dict(IDEMPOTENCY_PARAM))
 
 
-def requires_if_match(fn):
-    """Document (and remind readers) that a view needs If-Match; the view itself calls
-    ``if_match_version()``."""
-    return flask_smorest.Blueprint.doc(parameters=[{
-        "in": "header", "name": "If-Match", "required": True,
-        "schema": {"type": "string", "pattern": '^(W/)?"?[0-9]{1,12}"?$'},
-        "description": 'The version you last read: "7" (RFC form) or 7. Missing: 428; stale: 409 '
-                       "with the current version and representation."}])(fn)
-
-
 def _is_public() -> bool:
     if request.endpoint is None:
         return True  # 404/405: let the router answer
@@ -374,15 +351,6 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
 
     @app.after_request
     def _finish(response):
-        if response.status_code in (200, 201) and response.mimetype == "application/json" \
-                and "ETag" not in response.headers and not response.is_streamed \
-                and b'"version"' in response.get_data():  # a substring scan, not a parse of every body
-            try:
-                data = response.get_json(silent=True)
-            except Exception:
-                data = None
-            if isinstance(data, dict) and isinstance(data.get("version"), int) and not isinstance(data.get("version"), bool):
-                response.headers["ETag"] = f'"{data["version"]}"'
         ok = response.status_code < 400
         try:
             if ok and g.get("_tl_conn") is not None:

@@ -15,11 +15,12 @@ import secrets
 import sqlalchemy as sa
 from flask import after_this_request, current_app, g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint as SmorestBlueprint
 from marshmallow import Schema, fields, validate
 
-from app import errors, public
+from app import errors
 from app import fields as tf
+from app.web import Blueprint, public
 from app.db import utcnow
 from app.tables import api_tokens, users
 
@@ -183,9 +184,9 @@ def admin_only(target):
     The host answers a signed-in non-admin with 403 ``admin_only`` before it validates the
     body or the query (authorization before validation), and documents the 403."""
     target._tl_admin_only = True
-    if isinstance(target, Blueprint):
+    if isinstance(target, SmorestBlueprint):
         return target
-    return Blueprint.doc(responses={"403": {
+    return SmorestBlueprint.doc(responses={"403": {
         "description": "admin only (checked before the input is validated)",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}})(target)
 
@@ -347,6 +348,7 @@ class Me(MethodView):
 @blp.route("/tokens")
 class Tokens(MethodView):
     @blp.response(200, TokenSchema(many=True))
+    @blp.paginated
     def get(self):
         """Your API tokens (never the tokens themselves), oldest first, revoked ones included."""
         with _db().read() as conn:
@@ -377,6 +379,7 @@ class OneToken(MethodView):
 @blp.route("/sessions")
 class Sessions(MethodView):
     @blp.response(200, SessionSchema(many=True))
+    @blp.paginated
     def get(self):
         """Your live browser sessions (where and when they started, last activity)."""
         from app import sessions

@@ -9,7 +9,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from app import errors, public
+from app import errors
+from app.web import public
 
 blp = Blueprint("core", __name__, description="Service health and the event catalogue.")
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")

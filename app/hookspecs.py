@@ -13,18 +13,10 @@ from typing import Any, Callable
 
 import pluggy
 
+from bus.topic import Topic  # noqa: F401  (plugins import it from here)
+
 hookspec = pluggy.HookspecMarker("tradeloop")
 hookimpl = pluggy.HookimplMarker("tradeloop")
-
-
-@dataclasses.dataclass(frozen=True)
-class Topic:
-    """A topic a plugin publishes: its name, what it carries, and each event type's payload
-    schema (a marshmallow Schema class), for /asyncapi.json and downstream consumers."""
-    name: str
-    description: str
-    events: dict[str, Any]  # event type -> marshmallow Schema class
-    key: str = "aggregate_id"
 
 
 @dataclasses.dataclass(frozen=True)

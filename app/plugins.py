@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
+import os
 from collections.abc import Iterable
 
 import pluggy
@@ -19,6 +21,16 @@ ENTRY_POINT_GROUP = "tradeloop.plugins"
 
 class PluginError(RuntimeError):
     """A plugin could not be loaded, or two plugins claim the same thing."""
+
+
+def migrations_branch(module: str, label: str | None = None) -> tuple[str, str]:
+    """What ``register_migrations`` returns for a plugin laid out the usual way: the plugin's
+    package (``module`` is its plugin.py's ``__name__``) holds ``migrations/``, and the branch
+    label is the package's name unless given."""
+    package = module.rpartition(".")[0] or module
+    spec = importlib.util.find_spec(package)
+    directory = os.path.join(os.path.dirname(spec.origin), "migrations")
+    return (label or package.rsplit(".", 1)[-1], directory)
 
 
 def installed() -> dict[str, importlib.metadata.EntryPoint]:

@@ -1,9 +1,8 @@
 """The breakers plugin's whole surface (hookimpls only)."""
 from __future__ import annotations
 
-import os
-
-from app.hookspecs import SSEStream, Topic, Veto, hookimpl
+from app.hookspecs import SSEStream, Veto, hookimpl
+from app.plugins import migrations_branch
 from plugins.breakers import cli, handlers, schemas, service, tables, views
 
 
@@ -19,13 +18,12 @@ def register_tables():
 
 @hookimpl
 def register_migrations():
-    return ("breakers", os.path.join(os.path.dirname(__file__), "migrations"))
+    return migrations_branch(__name__)
 
 
 @hookimpl
 def register_topics():
-    return [Topic(service.TOPIC, "Breaker trips and clears, trading-state transitions and kill switches.",
-                  schemas.EVENTS, key="aggregate_id")]
+    return [schemas.TOPIC]
 
 
 @hookimpl
@@ -35,7 +33,7 @@ def register_subscriptions():
 
 @hookimpl
 def register_sse_streams():
-    return [SSEStream("/sse/breakers", service.TOPIC, "Your breakers' trips, clears, trading state and kill switches.")]
+    return [SSEStream("/sse/breakers", schemas.TOPIC.name, "Your breakers' trips, clears, trading state and kill switches.")]
 
 
 @hookimpl

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app import fields as tf
+from bus.topic import Topic
 from plugins.breakers.engine import KILL_KINDS, NAMES, RESET_POLICIES, SEVERITIES, STATES
 
 Reason = lambda **kw: fields.String(validate=validate.Length(min=1, max=400), **kw)  # noqa: E731
@@ -67,10 +68,6 @@ class TradingStateIn(Schema):
 class ConfidenceIn(Schema):
     value = MoneyIn(places=6, required=True, low=0, high=1)
     regime = fields.String(allow_none=True, validate=validate.Length(max=40))
-
-
-class AuditArgs(Schema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
 
 
 # -- responses ---------------------------------------------------------------------------
@@ -217,3 +214,5 @@ class KillSwitchReleased(KillSwitchOut):
 EVENTS = {"TradingStateChanged": TradingStateChanged, "BreakerTripped": BreakerTripped,
           "BreakerCleared": BreakerCleared, "KillSwitchEngaged": KillSwitchEngaged,
           "KillSwitchReleased": KillSwitchReleased}
+
+TOPIC = Topic("breakers.events", "Breaker trips and clears, trading-state transitions and kill switches.", EVENTS)

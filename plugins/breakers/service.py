@@ -18,12 +18,11 @@ import sqlalchemy as sa
 
 from app import errors
 from app.db import is_duplicate_key, new_id, utcnow
-from bus import outbox
 from plugins.breakers import engine
 from plugins.breakers import tables as t
+from plugins.breakers.schemas import TOPIC
 from plugins.breakers.engine import NAMES, SPECS
 
-TOPIC = "breakers.events"
 SYSTEM = "system"
 
 
@@ -36,11 +35,6 @@ def now() -> dt.datetime:
 def _num(v) -> Decimal | None:
     """Values and limits on events carry 6 places, like the API."""
     return None if v is None else engine.q6(v)
-
-
-def _emit(conn, type_: str, user_id, aggregate_type: str, aggregate_id: str, payload: dict, at) -> None:
-    outbox.emit(conn, TOPIC, type_, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
-                aggregate_version=None, payload=payload, user_id=user_id, occurred_at=at)
 
 
 def _audit(conn, user_id, at, action: str, actor: str, *, breaker=None, from_state=None, to_state=None,
@@ -63,17 +57,19 @@ def _latch(conn, user_id: int, cfg: engine.Config, m: engine.Measure, at) -> Non
         message=m.message[:400], since=at, tripped_at=at, cleared_by=None, cleared_at=None, clear_reason=None))
     _audit(conn, user_id, at, "breaker_tripped", SYSTEM, breaker=cfg.breaker, value=m.value,
            limit=cfg.limit, reason=m.message)
-    _emit(conn, "BreakerTripped", user_id, "breaker", f"{user_id}:{cfg.breaker}", {
-        "user_id": user_id, "breaker": cfg.breaker, "value": _num(m.value), "limit": _num(cfg.limit),
-        "severity": cfg.severity, "message": m.message, "tripped_at": at}, at)
+    TOPIC.emit(conn, "BreakerTripped", aggregate_type="breaker", aggregate_id=f"{user_id}:{cfg.breaker}",
+               user_id=user_id, occurred_at=at, payload={
+                   "user_id": user_id, "breaker": cfg.breaker, "value": _num(m.value), "limit": _num(cfg.limit),
+                   "severity": cfg.severity, "message": m.message, "tripped_at": at})
 
 
 def _unlatch(conn, user_id: int, breaker: str, at, by: str, reason: str) -> None:
     _upsert_state(conn, user_id, breaker, dict(tripped=False, since=at, cleared_by=by[:120], cleared_at=at,
                                                clear_reason=reason[:400]))
     _audit(conn, user_id, at, "breaker_cleared", by, breaker=breaker, reason=reason)
-    _emit(conn, "BreakerCleared", user_id, "breaker", f"{user_id}:{breaker}", {
-        "user_id": user_id, "breaker": breaker, "cleared_by": by, "cleared_at": at, "reason": reason}, at)
+    TOPIC.emit(conn, "BreakerCleared", aggregate_type="breaker", aggregate_id=f"{user_id}:{breaker}",
+               user_id=user_id, occurred_at=at, payload={
+                   "user_id": user_id, "breaker": breaker, "cleared_by": by, "cleared_at": at, "reason": reason})
 
 
 def _ensure_trading_row(conn, user_id: int, at) -> None:
@@ -139,9 +135,10 @@ def _record_state(conn, snap: engine.Snapshot, at, actor: str) -> None:
                  .values(state=state, since=at, reason=why["reason"][:400]))
     _audit(conn, snap.user_id, at, "state_changed", actor, breaker=why["breaker"], from_state=stored,
            to_state=state, value=why["value"], limit=why["limit"], reason=why["reason"])
-    _emit(conn, "TradingStateChanged", snap.user_id, "trading_state", str(snap.user_id), {
-        "user_id": snap.user_id, "from_state": stored, "to_state": state, "breaker": why["breaker"],
-        "value": _num(why["value"]), "limit": _num(why["limit"]), "reason": why["reason"]}, at)
+    TOPIC.emit(conn, "TradingStateChanged", aggregate_type="trading_state", aggregate_id=str(snap.user_id),
+               user_id=snap.user_id, occurred_at=at, payload={
+                   "user_id": snap.user_id, "from_state": stored, "to_state": state, "breaker": why["breaker"],
+                   "value": _num(why["value"]), "limit": _num(why["limit"]), "reason": why["reason"]})
 
 
 # -- enforcement (the host hooks) ----------------------------------------------------------
@@ -423,7 +420,8 @@ def engage_kill_switch(conn, user_id: int, kind: str, reason: str, *, scope: str
     ks = _switch_dict(_engaged(conn, scope_key, kind))
     owner = None if deployment else user_id
     _audit(conn, owner, at, "kill_switch_engaged", actor, breaker=f"kill_switch:{kind}", reason=reason)
-    _emit(conn, "KillSwitchEngaged", owner, "kill_switch", sid, ks, at)
+    TOPIC.emit(conn, "KillSwitchEngaged", aggregate_type="kill_switch", aggregate_id=sid, user_id=owner,
+               occurred_at=at, payload=ks)
     if not deployment:
         sync(conn, user_id, at, actor=actor)
     return ks
@@ -444,7 +442,8 @@ def release_kill_switch(conn, user_id: int, kind: str, reason: str, *, scope: st
     ks = _switch_dict(conn.execute(sa.select(t.kill_switches).where(t.kill_switches.c.id == row.id)).first())
     owner = None if deployment else user_id
     _audit(conn, owner, at, "kill_switch_released", actor, breaker=f"kill_switch:{kind}", reason=reason)
-    _emit(conn, "KillSwitchReleased", owner, "kill_switch", row.id, ks, at)
+    TOPIC.emit(conn, "KillSwitchReleased", aggregate_type="kill_switch", aggregate_id=row.id, user_id=owner,
+               occurred_at=at, payload=ks)
     if not deployment:
         sync(conn, user_id, at, actor=actor)
     return ks
@@ -524,9 +523,13 @@ def status(conn, user_id: int) -> dict:
     }
 
 
-def audit_log(conn, user_id: int, limit: int = 100) -> list[dict]:
-    rows = conn.execute(sa.select(t.audit).where(sa.or_(t.audit.c.user_id == user_id, t.audit.c.user_id.is_(None)))
-                        .order_by(t.audit.c.id.desc()).limit(limit)).fetchall()
+def audit_log(conn, user_id: int, *, page: int = 1, page_size: int = 100) -> tuple[list[dict], int]:
+    """One page of the user's audit trail (deployment-wide entries included), newest first, and
+    how many entries there are."""
+    mine = sa.or_(t.audit.c.user_id == user_id, t.audit.c.user_id.is_(None))
+    total = conn.execute(sa.select(sa.func.count()).select_from(t.audit).where(mine)).scalar_one()
+    rows = conn.execute(sa.select(t.audit).where(mine).order_by(t.audit.c.id.desc())
+                        .limit(page_size).offset((page - 1) * page_size)).fetchall()
     return [{"id": r.id, "at": r.at, "action": r.action, "breaker": r.breaker, "from_state": r.from_state,
              "to_state": r.to_state, "value": r.current_value, "limit": r.limit_value, "actor": r.actor,
-             "reason": r.reason, "scope": "deployment" if r.user_id is None else "user"} for r in rows]
+             "reason": r.reason, "scope": "deployment" if r.user_id is None else "user"} for r in rows], int(total)

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from app import conn, user
+from app.web import Blueprint, Paged, conn, user
 from plugins.breakers import schemas as s
 from plugins.breakers import service
 from plugins.breakers.engine import NAMES
@@ -31,6 +30,7 @@ class Status(MethodView):
 @blp.route("/config")
 class Configs(MethodView):
     @blp.response(200, s.ConfigOut(many=True))
+    @blp.paginated
     def get(self):
         """Every breaker's config: yours, the deployment's, and the effective (stricter) one."""
         return service.list_configs(conn(), user().id)
@@ -105,9 +105,9 @@ class Confidence(MethodView):
 
 @blp.route("/audit")
 class Audit(MethodView):
-    @blp.arguments(s.AuditArgs, location="query")
     @blp.response(200, s.AuditOut(many=True))
-    def get(self, args):
+    @blp.paginated
+    def get(self, pagination):
         """Your breaker audit trail, newest first: trips, clears, state transitions, kill
         switches and config changes (deployment-wide entries included)."""
-        return service.audit_log(conn(), user().id, args["limit"])
+        return Paged(*service.audit_log(conn(), user().id, page=pagination.page, page_size=pagination.page_size))

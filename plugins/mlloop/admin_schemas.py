@@ -6,6 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from app import fields as tf
 from plugins.mlloop.domain.features import VIX_REGIMES
+from plugins.mlloop.ml.gates import GATE_NAMES
 from plugins.mlloop.tables import EXPERIMENT_STATUSES, STATUSES
 
 REGIME = fields.String(allow_none=True, validate=validate.OneOf(VIX_REGIMES),
@@ -45,12 +46,28 @@ class ModelSchema(Schema):
     description = fields.String(allow_none=True)
 
 
+class Gate(Schema):
+    name = fields.String(required=True, metadata={"description": " | ".join(GATE_NAMES)})
+    passed = fields.Boolean(required=True)
+    value = fields.Raw(allow_none=True)
+    threshold = fields.Raw(allow_none=True)
+    message = fields.String(required=True)
+
+
+class Gates(Schema):
+    passed = fields.Boolean(required=True, metadata={"description": "every gate passed: the model may be promoted"})
+    gates = fields.List(fields.Nested(Gate), required=True)
+    config = fields.Dict(required=True, metadata={"description": "the gate settings applied"})
+    figures = fields.Dict(required=True, metadata={
+        "description": "held-out Brier skill (multi-class and per tier) vs the base rate, its bootstrap bounds, "
+                       "AUCs, the shuffled-label control's skill and AUC, the seed's Brier < 0.25 line"})
+
+
 class ModelDetail(ModelSchema):
-    metrics = fields.Dict(required=True, metadata={"description": "walk-forward windows, aggregate, pooled, calibration, regimes, importance"})
-
-
-class ModelList(Schema):
-    models = fields.List(fields.Nested(ModelSchema), required=True)
+    metrics = fields.Dict(required=True, metadata={
+        "description": "walk-forward windows, aggregate, pooled, held_out (deployed forecast vs base rate), "
+                       "control, calibration, regimes, day-level guard, importance"})
+    gates = fields.Nested(Gates, required=True, metadata={"description": "the promotion gates, with the current settings"})
 
 
 class TrainParams(Schema):
@@ -63,13 +80,22 @@ class TrainParams(Schema):
 
 
 class TrainOptions(Schema):
-    train_days = fields.Integer(validate=validate.Range(1, 250))
+    window = fields.String(validate=validate.OneOf(("expanding", "sliding")), metadata={
+        "description": "expanding (default): every window trains on all earlier days; sliding: train_days"})
+    train_days = fields.Integer(validate=validate.Range(1, 250), metadata={
+        "description": "training days per window (expanding: the first window's)"})
     val_days = fields.Integer(validate=validate.Range(1, 60))
     step_days = fields.Integer(validate=validate.Range(1, 60))
     embargo_days = fields.Float(validate=validate.Range(0, 30))
     min_train_samples = fields.Integer(validate=validate.Range(1, 10_000_000))
     max_windows = fields.Integer(allow_none=True, validate=validate.Range(1, 500))
     min_regime_samples = fields.Integer(validate=validate.Range(1, 10_000_000))
+    regime_min_days = fields.Integer(validate=validate.Range(1, 10_000))
+    regime_min_val_rows = fields.Integer(validate=validate.Range(0, 10_000_000))
+    regime_min_improvement = fields.Float(validate=validate.Range(0.0, 1.0))
+    day_feature_min_days = fields.Integer(validate=validate.Range(0, 100_000), metadata={
+        "description": "while training spans fewer days, features that only identify the day are left out (0: off)"})
+    control = fields.Boolean(metadata={"description": "run the shuffled-label control with the training (default true)"})
     calibration = fields.String(validate=validate.OneOf(("auto", "none", "isotonic", "platt", "temperature")))
 
 
@@ -101,16 +127,20 @@ class AuditSchema(Schema):
     at = tf.UtcDateTime(required=True)
 
 
-class AuditList(Schema):
-    audit = fields.List(fields.Nested(AuditSchema), required=True)
-
-
 class SettingsSchema(Schema):
     ml_weight = fields.Float(validate=validate.Range(0.0, 1.0),
                              metadata={"description": "blend weight; 0 = shadow (scored, ranking unchanged)"})
     exploration_rate = fields.Float(validate=validate.Range(0.0, 1.0))
     low_data_threshold = fields.Float(validate=validate.Range(0.0, 1e9),
                                       metadata={"description": "settled ideas below which a regime is always explored"})
+    gate_min_windows = fields.Float(validate=validate.Range(0, 1000), metadata={
+        "description": "promotion gate: walk-forward windows a model needs (held-out evidence)"})
+    gate_min_samples = fields.Float(validate=validate.Range(0, 1e9), metadata={
+        "description": "promotion gate: held-out ideas a model needs"})
+    gate_min_skill = fields.Float(validate=validate.Range(-10.0, 1.0), metadata={
+        "description": "promotion gate: the Brier skill score's bootstrap lower bound must exceed this"})
+    gate_min_skill_over_control = fields.Float(validate=validate.Range(-10.0, 1.0), metadata={
+        "description": "promotion gate: ... and exceed the shuffled-label control's skill by this"})
 
 
 class DriftConfigIn(Schema):
@@ -149,10 +179,6 @@ class DriftReportSchema(Schema):
 
 class DriftQuery(Schema):
     model_id = fields.Integer(validate=validate.Range(1, 2**31 - 1))
-
-
-class DriftList(Schema):
-    reports = fields.List(fields.Nested(DriftReportSchema), required=True)
 
 
 class ExperimentIn(Schema):
@@ -199,10 +225,6 @@ class ExperimentSchema(Schema):
 
 class ExperimentQuery(Schema):
     status = fields.String(validate=validate.OneOf(EXPERIMENT_STATUSES))
-
-
-class ExperimentList(Schema):
-    experiments = fields.List(fields.Nested(ExperimentSchema), required=True)
 
 
 class ConcludeIn(ReasonIn):

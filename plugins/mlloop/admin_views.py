@@ -9,14 +9,14 @@ service call, response out. Schemas are in ``admin_schemas.py``.
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from app import conn
+
+from app.web import Blueprint, conn
 from app.auth import admin_only, require_admin
 from plugins.mlloop import service
 from plugins.mlloop.admin_schemas import (
-    AuditList, CheckList, Checklist, ConcludeIn, DriftIn, DriftList, DriftQuery,
-    DriftReportSchema, EvalQuery, ExperimentIn, ExperimentList, ExperimentQuery,
-    ExperimentSchema, MlVsRules, MlVsRulesQuery, ModelDetail, ModelList, ModelQuery,
+    AuditSchema, CheckList, Checklist, ConcludeIn, DriftIn, DriftQuery,
+    DriftReportSchema, EvalQuery, ExperimentIn, ExperimentQuery,
+    ExperimentSchema, MlVsRules, MlVsRulesQuery, ModelDetail, ModelQuery,
     ModelSchema, ReasonIn, RegimeBreakdown, ReplaySchema, RollbackIn, ScoreOutcomes,
     ScoreOutcomesQuery, SettingsSchema, TrainIn,
 )
@@ -38,11 +38,12 @@ def _admin() -> int:
 @blp.route("/models")
 class Models(MethodView):
     @blp.arguments(ModelQuery, location="query")
-    @blp.response(200, ModelList)
+    @blp.response(200, ModelSchema(many=True))
+    @blp.paginated
     def get(self, args):
         """Registered model versions, newest first (filter by status, regime)."""
         _admin()
-        return {"models": service.registry.list_models(conn(), **args)}
+        return service.registry.list_models(conn(), **args)
 
 
 @blp.route("/models/train")
@@ -91,12 +92,13 @@ class Retire(MethodView):
 
 @blp.route(f"/models/{MID}/audit")
 class Audit(MethodView):
-    @blp.response(200, AuditList)
+    @blp.response(200, AuditSchema(many=True))
+    @blp.paginated
     def get(self, model_id):
         """The model's status changes: who, when, why, from/to."""
         _admin()
         service.registry.get_model(conn(), model_id, with_metrics=False)
-        return {"audit": service.registry.model_audit(conn(), model_id)}
+        return service.registry.model_audit(conn(), model_id)
 
 
 @blp.route("/models/rollback")
@@ -131,11 +133,12 @@ class Settings(MethodView):
 @blp.route("/drift")
 class Drift(MethodView):
     @blp.arguments(DriftQuery, location="query")
-    @blp.response(200, DriftList)
+    @blp.response(200, DriftReportSchema(many=True))
+    @blp.paginated
     def get(self, args):
         """Stored drift reports, newest first."""
         _admin()
-        return {"reports": service.drift_reports.list_drift_reports(conn(), args.get("model_id"))}
+        return service.drift_reports.list_drift_reports(conn(), args.get("model_id"))
 
     @blp.arguments(DriftIn)
     @blp.response(201, DriftReportSchema)
@@ -152,11 +155,12 @@ class Drift(MethodView):
 @blp.route("/experiments")
 class Experiments(MethodView):
     @blp.arguments(ExperimentQuery, location="query")
-    @blp.response(200, ExperimentList)
+    @blp.response(200, ExperimentSchema(many=True))
+    @blp.paginated
     def get(self, args):
         """Experiments, newest first."""
         _admin()
-        return {"experiments": service.experiments.list_experiments(conn(), args.get("status"))}
+        return service.experiments.list_experiments(conn(), args.get("status"))
 
     @blp.arguments(ExperimentIn)
     @blp.response(201, ExperimentSchema)

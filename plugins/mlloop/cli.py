@@ -139,11 +139,42 @@ def train_cmd(regime, iterations, depth, learning_rate, random_seed, description
         _fail(exc)
     finally:
         bar.close()
-    agg = row["metrics"].get("aggregate") or {}
     click.echo(f"registered model {row['id']} ({row['model_name']} v{row['model_version']}, "
-               f"{row['status']}): auc_ovr={agg.get('auc_ovr')}, "
-               f"rule_auc_profitable={agg.get('rule_auc_profitable')}, "
-               f"score_auc_profitable={agg.get('score_auc_profitable')}")
+               f"{row['status']})")
+    for line in training_report(row):
+        click.echo(line)
+
+
+def _f(v, digits=4) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def training_report(row: dict) -> list[str]:
+    """What the training showed: held-out AUCs, the deployed forecast's Brier per tier beside
+    the base rate's, its skill with bootstrap bounds, the control's, the regime decisions
+    and the promotion gates."""
+    m, g = row["metrics"], row["gates"]
+    held, pooled, agg = m.get("held_out") or {}, m.get("pooled") or {}, m.get("aggregate") or {}
+    ctrl = m.get("control") or {}
+    out = [f"held-out ({m.get('n_windows')} windows, {held.get('n')} ideas, {held.get('n_days')} days): "
+           f"auc_ovr={_f(held.get('auc_ovr'), 3)} auc_profitable={_f(held.get('auc_profitable'), 3)} "
+           f"score_auc_profitable={_f(pooled.get('score_auc_profitable'), 3)} "
+           f"rule_auc_profitable={_f(agg.get('rule_auc_profitable'), 3)}",
+           "Brier per tier (deployed, calibrated forecast | base-rate forecast | skill):"]
+    for k, t in sorted((held.get("tiers") or {}).items()):
+        out.append(f"  tier {k}: {_f(t.get('brier'))} | {_f(t.get('brier_base'))} | {_f(t.get('bss'), 3)}")
+    out.append(f"  all tiers: {_f(held.get('brier'))} | {_f(held.get('brier_base'))} | bss "
+               f"{_f(held.get('bss'), 3)} (bootstrap {_f(held.get('bss_lower'), 3)}..{_f(held.get('bss_upper'), 3)})")
+    out.append(f"shuffled-label control: auc_ovr={_f(ctrl.get('auc_ovr'), 3)} "
+               f"auc_profitable={_f(ctrl.get('auc_profitable'), 3)} bss={_f(ctrl.get('bss'), 3)}"
+               if ctrl else "shuffled-label control: not run")
+    regimes = (m.get("regimes") or {}).get("held_out") or {}
+    out.append("regime sub-models: " + (", ".join(
+        f"{r} {'kept' if d.get('kept') else 'global serves'}" for r, d in regimes.items()) or "none (global serves)"))
+    out.append(f"promotion gates: {'passed' if g['passed'] else 'FAILED'}")
+    for gate in g["gates"]:
+        out.append(f"  [{'x' if gate['passed'] else ' '}] {gate['name']}: {gate['message']}")
+    return out
 
 
 @click.command("models")
@@ -286,10 +317,17 @@ def checklist_cmd():
 @click.command("settings")
 @click.option("--ml-weight", type=click.FloatRange(0, 1), default=None)
 @click.option("--exploration-rate", type=click.FloatRange(0, 1), default=None)
-def settings_cmd(ml_weight, exploration_rate):
-    """Show or change the blend weight (0 = shadow) and the exploration rate."""
-    values = {k: v for k, v in dict(ml_weight=ml_weight, exploration_rate=exploration_rate).items()
-              if v is not None}
+@click.option("--gate-min-windows", type=click.IntRange(0, 1000), default=None,
+              help="promotion gate: walk-forward windows a model needs")
+@click.option("--gate-min-samples", type=click.IntRange(0), default=None,
+              help="promotion gate: held-out ideas a model needs")
+@click.option("--gate-min-skill", type=click.FloatRange(-10, 1), default=None,
+              help="promotion gate: the Brier skill score's bootstrap lower bound must exceed this")
+@click.option("--gate-min-skill-over-control", type=click.FloatRange(-10, 1), default=None,
+              help="promotion gate: ... and the shuffled-label control's skill by this")
+def settings_cmd(**values):
+    """Show or change the blend weight (0 = shadow), the exploration rate and the promotion gates."""
+    values = {k: v for k, v in values.items() if v is not None}
     with _db().transaction() as c:
         out = service.settings.update_settings(c, values) if values else service.settings.get_settings(c)
     _echo_json(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields
 
 from app import fields as tf
+from bus.topic import Topic
 
 # -- event payloads (topics) -------------------------------------------------------------------
 class DecisionRecorded(Schema):
@@ -109,3 +110,14 @@ class ExperimentConcluded(Schema):
 MODEL_EVENTS = {"ModelTrained": ModelTrained, "ModelPromoted": ModelPromoted,
                 "ModelRolledBack": ModelRolledBack, "DriftChecked": DriftChecked,
                 "ExperimentConcluded": ExperimentConcluded}
+
+
+# -- the topics (plugin.py returns them; the services emit through them) --------------------
+DECISIONS = Topic("mlloop.decisions", "Immutable scoring decisions (scores, versions, model, arm, features), "
+                  "one per idea.", {"DecisionRecorded": DecisionRecorded})
+FEATURES = Topic("mlloop.features", "The feature snapshot of every decision, with its versions.",
+                 {"FeatureSnapshotTaken": FeatureSnapshotTaken})
+PNL = Topic("mlloop.pnl", "The P&L ledger: marks, fills, adjustments and settlements of tracked ideas.",
+            {"PnlRecorded": PnlRecorded})
+MODELS = Topic("mlloop.models", "Model registry, drift and experiment events (system-wide, admin).", MODEL_EVENTS)
+TOPICS = [DECISIONS, FEATURES, PNL, MODELS]

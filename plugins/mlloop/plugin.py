@@ -5,11 +5,9 @@ Start-up imports stay light: the service layer and the ML core (pandas, scipy, C
 load on first use, not when the app or the CLI starts."""
 from __future__ import annotations
 
-import os
-
-from app.hookspecs import Topic, hookimpl
+from app.hookspecs import hookimpl
+from app.plugins import migrations_branch
 from plugins.mlloop import admin_views, cli, events, handlers, immutable, tables, views
-from plugins.mlloop.service.common import DECISIONS, FEATURES, PNL
 
 
 @hookimpl
@@ -24,21 +22,12 @@ def register_tables():
 
 @hookimpl
 def register_migrations():
-    return ("mlloop", os.path.join(os.path.dirname(__file__), "migrations"))
+    return migrations_branch(__name__)
 
 
 @hookimpl
 def register_topics():
-    return [
-        Topic(DECISIONS, "Immutable scoring decisions (scores, versions, model, arm, features), one per idea.",
-              {"DecisionRecorded": events.DecisionRecorded}),
-        Topic(FEATURES, "The feature snapshot of every decision, with its versions.",
-              {"FeatureSnapshotTaken": events.FeatureSnapshotTaken}),
-        Topic(PNL, "The P&L ledger: marks, fills, adjustments and settlements of tracked ideas.",
-              {"PnlRecorded": events.PnlRecorded}),
-        Topic(tables.MODELS_TOPIC, "Model registry, drift and experiment events (system-wide, admin).",
-              events.MODEL_EVENTS, key="aggregate_id"),
-    ]
+    return events.TOPICS
 
 
 @hookimpl

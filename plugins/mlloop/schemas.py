@@ -193,8 +193,6 @@ class IdeaPath(Schema):
 class IdeaListArgs(Schema):
     settlement_status = fields.String(validate=validate.OneOf(("open", "settled")))
     context_id = fields.String(validate=CONTEXT_ID)
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
 class TrackedIdea(Schema):

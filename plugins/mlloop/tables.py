@@ -27,7 +27,6 @@ from app.db import JSONType, Money, UtcDateTime
 metadata = sa.MetaData()            # part 1: migration mlloop_0001
 registry_metadata = sa.MetaData()   # the model registry: migration mlloop_0002
 
-MODELS_TOPIC = "mlloop.models"
 
 _BIGINT_PK = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements INTEGER only
 
@@ -467,4 +466,9 @@ SETTINGS_DEFAULTS = {
     "ml_weight": 0.0,  # 0 = shadow: scored and logged, ranking unchanged
     "exploration_rate": 0.1,  # the seed's ExplorationManager default
     "low_data_threshold": 50.0,  # the seed's: fewer similar settled ideas -> always explore
+    # promotion gates (ml.gates): held-out evidence a model needs before it may serve
+    "gate_min_windows": 3.0,
+    "gate_min_samples": 200.0,
+    "gate_min_skill": 0.0,  # Brier skill score's bootstrap lower bound must exceed this
+    "gate_min_skill_over_control": 0.0,  # ... and the shuffled-label control's skill + this
 }

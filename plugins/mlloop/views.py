@@ -4,9 +4,8 @@ arguments in, one service call, response out; everything is scoped to the signed
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from app import conn, ext, user
+from app.web import Blueprint, Paged, conn, ext, user
 from plugins.mlloop import service
 from plugins.mlloop import schemas as s
 
@@ -39,12 +38,14 @@ class OneContext(MethodView):
 @blp.route("/selector-params")
 class SelectorParams(MethodView):
     @blp.response(200, s.Params(many=True))
+    @blp.paginated
     def get(self):
         """Every version of your rule-score weights (version 1 = the defaults)."""
         return service.selector_params.list_params(conn(), user().id)
 
     @blp.arguments(s.ParamsIn)
     @blp.response(201, s.Params)
+    @blp.versioned
     def post(self, data):
         """A new selector_params version (weights summing to 1), active for decisions from now on."""
         return service.selector_params.create_params(conn(), user().id, data)
@@ -76,17 +77,18 @@ class OneDecision(MethodView):
 @blp.route("/ideas")
 class Ideas(MethodView):
     @blp.arguments(s.IdeaListArgs, location="query")
-    @blp.response(200, s.TrackedIdea(many=True), headers={"X-Total-Count": {
-        "description": "how many ideas match (all pages)", "schema": {"type": "integer"}}})
-    def get(self, args):
+    @blp.response(200, s.TrackedIdea(many=True))
+    @blp.paginated
+    def get(self, args, pagination):
         """Your tracked ideas, newest first (filter by settlement status or context)."""
-        items, total = service.decisions.list_ideas(conn(), user().id, **args)
-        return items, 200, {"X-Total-Count": str(total)}
+        return Paged(*service.decisions.list_ideas(conn(), user().id, **args, page=pagination.page,
+                                                   page_size=pagination.page_size))
 
 
 @blp.route(f"/ideas/{IDEA}")
 class OneIdea(MethodView):
     @blp.response(200, s.TrackedIdea)
+    @blp.versioned
     def get(self, idea_id):
         """A tracked idea: geometry, entry context, running P&L path and settlement."""
         return service.outcomes.get_idea(conn(), user().id, idea_id)
@@ -95,6 +97,7 @@ class OneIdea(MethodView):
 @blp.route(f"/ideas/{IDEA}/events")
 class IdeaEvents(MethodView):
     @blp.response(200, s.PnlEvent(many=True))
+    @blp.paginated
     def get(self, idea_id):
         """The idea's P&L ledger in time order (the deltas sum to its settlement P&L)."""
         return service.outcomes.idea_events(conn(), user().id, idea_id)
@@ -103,6 +106,7 @@ class IdeaEvents(MethodView):
 @blp.route(f"/ideas/{IDEA}/snapshots")
 class IdeaSnapshots(MethodView):
     @blp.response(200, s.IdeaSnapshot(many=True))
+    @blp.paginated
     def get(self, idea_id):
         """The idea's event-triggered snapshots (fill, tier boundary, stop/target touch, 1% move, periodic)."""
         return service.outcomes.idea_snapshots(conn(), user().id, idea_id)
@@ -120,6 +124,7 @@ class IdeaLabels(MethodView):
 class SettleIdea(MethodView):
     @blp.arguments(s.SettleIn)
     @blp.response(200, s.TrackedIdea)
+    @blp.versioned
     def post(self, data, idea_id):
         """Settle the idea at expiry: one settlement event so its ledger sums to the settlement
         P&L (value at the settlement price, entered at its debit, net of recorded costs)."""
@@ -129,6 +134,7 @@ class SettleIdea(MethodView):
 @blp.route(f"/ideas/{IDEA}/actions")
 class IdeaActions(MethodView):
     @blp.response(200, s.Action(many=True))
+    @blp.paginated
     def get(self, idea_id):
         """What you did with the idea (viewed, dismissed, starred, traded, trade_closed)."""
         return service.outcomes.idea_actions(conn(), user().id, idea_id)

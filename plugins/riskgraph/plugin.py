@@ -1,9 +1,8 @@
 """riskgraph's whole surface: the hooks it implements."""
 from __future__ import annotations
 
-import os
-
-from app.hookspecs import SSEStream, Topic, hookimpl
+from app.hookspecs import SSEStream, hookimpl
+from app.plugins import migrations_branch
 from plugins.riskgraph import demo, handlers, schemas, tables, views
 
 
@@ -19,17 +18,12 @@ def register_tables():
 
 @hookimpl
 def register_migrations():
-    return ("riskgraph", os.path.join(os.path.dirname(__file__), "migrations"))
+    return migrations_branch(__name__)
 
 
 @hookimpl
 def register_topics():
-    return [Topic("riskgraph.events", "Risk graph: strategy changes and computed risk artifacts.", {
-        "StrategyAdded": schemas.StrategyEvent,
-        "StrategyUpdated": schemas.StrategyEvent,
-        "StrategyRemoved": schemas.StrategyEvent,
-        "RiskArtifactComputed": schemas.RiskArtifactComputed,
-    })]
+    return [schemas.TOPIC]
 
 
 @hookimpl
@@ -39,7 +33,7 @@ def register_subscriptions():
 
 @hookimpl
 def register_sse_streams():
-    return [SSEStream("/sse/risk-graph", "riskgraph.events",
+    return [SSEStream("/sse/risk-graph", schemas.TOPIC.name,
                       "Your risk graph: StrategyAdded, StrategyUpdated, StrategyRemoved, RiskArtifactComputed.")]
 
 

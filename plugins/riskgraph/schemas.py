@@ -6,6 +6,7 @@ import datetime as dt
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app import fields as tf
+from bus.topic import Topic
 
 STRATEGY_KINDS = ("single", "vertical", "butterfly")
 SIDES = ("call", "put")
@@ -120,10 +121,6 @@ class Strategy(Schema):
     updated_at = tf.UtcDateTime(required=True)
 
 
-class StrategyList(Schema):
-    strategies = fields.List(fields.Nested(Strategy), required=True)
-
-
 class StrategyVersion(Schema):
     strategy_id = fields.String(required=True)
     version = fields.Integer(required=True)
@@ -134,11 +131,6 @@ class StrategyVersion(Schema):
     change_reason = fields.String(allow_none=True)
     snapshot = fields.Dict(required=True, metadata={"description": "the strategy as of this version"})
     created_at = tf.UtcDateTime(required=True)
-
-
-class StrategyVersions(Schema):
-    strategy_id = fields.String(required=True)
-    versions = fields.List(fields.Nested(StrategyVersion), required=True)
 
 
 class ImportItem(StrategyIn):
@@ -222,10 +214,6 @@ class Template(Schema):
     share_code = fields.String(allow_none=True)
     use_count = fields.Integer(required=True)
     created_at = tf.UtcDateTime(required=True)
-
-
-class TemplateList(Schema):
-    templates = fields.List(fields.Nested(Template), required=True)
 
 
 class SharedTemplate(Schema):
@@ -481,7 +469,6 @@ class AnalyzeOut(Schema):
 # -- artifacts -----------------------------------------------------------------------------
 class ArtifactArgs(Schema):
     position_id = fields.String(load_default=None, validate=_id)
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
 class ArtifactSummary(Schema):
@@ -497,10 +484,6 @@ class ArtifactSummary(Schema):
 
 class Artifact(ArtifactSummary):
     curves = fields.Dict(required=True, metadata={"description": "grid, expiry_pnl, curves[{days, date, pnl, breakevens}]"})
-
-
-class ArtifactList(Schema):
-    artifacts = fields.List(fields.Nested(ArtifactSummary), required=True)
 
 
 class PulledArtifact(Artifact):
@@ -524,6 +507,14 @@ class RiskArtifactComputed(Schema):
     source_version = fields.Integer(allow_none=True)
     computed_at = tf.UtcDateTime(required=True)
     summary = fields.Dict(required=True)
+
+
+TOPIC = Topic("riskgraph.events", "Risk graph: strategy changes and computed risk artifacts.", {
+    "StrategyAdded": StrategyEvent,
+    "StrategyUpdated": StrategyEvent,
+    "StrategyRemoved": StrategyEvent,
+    "RiskArtifactComputed": RiskArtifactComputed,
+})
 
 
 def today() -> dt.date:

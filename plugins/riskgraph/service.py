@@ -14,14 +14,12 @@ import sqlalchemy as sa
 from app import errors
 from app.concurrency import versioned_update
 from app.db import is_duplicate_key, new_id, utcnow
-from bus import outbox
 from plugins.riskgraph import offload, risk
-from plugins.riskgraph.schemas import SharedTemplate, Strategy, today
+from plugins.riskgraph.schemas import TOPIC, SharedTemplate, Strategy, today
 from plugins.riskgraph.tables import (
     market_inputs, position_books, risk_artifacts, strategies, strategy_versions, templates,
 )
 
-TOPIC = "riskgraph.events"
 GEOMETRY = ("symbol", "underlying", "strategy", "side", "strike", "width", "dte", "expiration")
 EDITABLE = GEOMETRY + ("debit", "visible", "sort_order", "color", "label")
 _strategy_schema = Strategy()
@@ -71,9 +69,9 @@ def _record(c, user_id: int, s: dict, change_type: str, reason: str | None, even
     c.execute(strategy_versions.insert().values(
         strategy_id=s["id"], version=s["version"], debit=s["debit"], visible=s["visible"], label=s["label"],
         change_type=change_type, change_reason=reason, snapshot=snapshot, created_at=now))
-    outbox.emit(c, TOPIC, event, aggregate_type="risk_strategy", aggregate_id=s["id"],
-                aggregate_version=s["version"], user_id=user_id, occurred_at=now,
-                payload={"strategy": snapshot, "change_type": change_type, "change_reason": reason})
+    TOPIC.emit(c, event, aggregate_type="risk_strategy", aggregate_id=s["id"],
+               aggregate_version=s["version"], user_id=user_id, occurred_at=now,
+               payload={"strategy": snapshot, "change_type": change_type, "change_reason": reason})
 
 
 def _check_geometry(s: dict) -> None:
@@ -471,19 +469,23 @@ def compute_position_artifact(c, user_id: int, position: dict, args: dict, *, so
                       "symbol": position.get("symbol")},
              curves=risk.curves_of(out, analysis), computed_at=now)
     c.execute(risk_artifacts.insert().values(**a))
-    outbox.emit(c, TOPIC, "RiskArtifactComputed", aggregate_type="risk_artifact", aggregate_id=a["id"],
-                aggregate_version=1, user_id=user_id, occurred_at=now,
-                payload={"artifact_id": a["id"], "position_id": position_id, "strategy_id": None,
-                         "source_version": version, "computed_at": now, "summary": a["summary"]})
+    TOPIC.emit(c, "RiskArtifactComputed", aggregate_type="risk_artifact", aggregate_id=a["id"],
+               aggregate_version=1, user_id=user_id, occurred_at=now,
+               payload={"artifact_id": a["id"], "position_id": position_id, "strategy_id": None,
+                        "source_version": version, "computed_at": now, "summary": a["summary"]})
     return a, False
 
 
-def list_artifacts(c, user_id: int, position_id: str | None = None, limit: int = 50) -> list[dict]:
-    q = sa.select(risk_artifacts).where(risk_artifacts.c.user_id == user_id)
+def list_artifacts(c, user_id: int, position_id: str | None = None, *, page: int = 1,
+                   page_size: int = 50) -> tuple[list[dict], int]:
+    """One page of the user's artifacts, newest first, and how many there are."""
+    cond = [risk_artifacts.c.user_id == user_id]
     if position_id:
-        q = q.where(risk_artifacts.c.position_id == position_id)
-    q = q.order_by(risk_artifacts.c.computed_at.desc(), risk_artifacts.c.id).limit(limit)
-    return [_artifact(r) for r in c.execute(q)]
+        cond.append(risk_artifacts.c.position_id == position_id)
+    total = c.execute(sa.select(sa.func.count()).select_from(risk_artifacts).where(*cond)).scalar_one()
+    q = (sa.select(risk_artifacts).where(*cond).order_by(risk_artifacts.c.computed_at.desc(), risk_artifacts.c.id)
+         .limit(page_size).offset((page - 1) * page_size))
+    return [_artifact(r) for r in c.execute(q)], int(total)
 
 
 def get_artifact(c, user_id: int, artifact_id: str) -> dict:

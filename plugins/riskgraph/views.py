@@ -7,10 +7,8 @@ import os
 
 from flask import Response, after_this_request, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from app import conn, requires_if_match, user
-from app.concurrency import if_match_version
+from app.web import Blueprint, Paged, conn, user
 from plugins.riskgraph import integration, schemas as s, service
 
 blp = Blueprint("riskgraph", __name__, url_prefix="/api/risk-graph",
@@ -22,13 +20,15 @@ ID = "string(minlength=1,maxlength=36)"
 # -- strategies ------------------------------------------------------------------------
 @blp.route("/strategies")
 class Strategies(MethodView):
-    @blp.response(200, s.StrategyList)
+    @blp.response(200, s.Strategy(many=True))
+    @blp.paginated
     def get(self):
         """List your active strategies (by sort_order)."""
-        return {"strategies": service.list_strategies(conn(), user().id)}
+        return service.list_strategies(conn(), user().id)
 
     @blp.arguments(s.StrategyIn)
     @blp.response(201, s.Strategy)
+    @blp.versioned
     def post(self, data):
         """Add a strategy (version 1, change_type ``created``; emits StrategyAdded). Send an
         Idempotency-Key to make retries safe."""
@@ -58,44 +58,47 @@ class ExportStrategies(MethodView):
 @blp.route("/strategies/reorder")
 class ReorderStrategies(MethodView):
     @blp.arguments(s.ReorderIn)
-    @blp.response(200, s.StrategyList)
+    @blp.response(200, s.Strategy(many=True))
     def post(self, data):
         """Set sort_order of several strategies at once, atomically: if any id is not one of
-        your active strategies, 404 and nothing changes."""
-        return {"strategies": service.reorder_strategies(conn(), user().id, data["order"])}
+        your active strategies, 404 and nothing changes. Answers your active strategies in
+        their new order."""
+        return service.reorder_strategies(conn(), user().id, data["order"])
 
 
 @blp.route(f"/strategies/<{ID}:strategy_id>")
 class OneStrategy(MethodView):
     @blp.response(200, s.Strategy)
+    @blp.versioned
     def get(self, strategy_id):
         """Get one of your strategies (deleted ones too, with is_active false)."""
         return service.get_strategy(conn(), user().id, strategy_id)
 
-    @requires_if_match
     @blp.arguments(s.StrategyPatch)
     @blp.response(200, s.Strategy)
-    def patch(self, data, strategy_id):
+    @blp.versioned(if_match=True)
+    def patch(self, data, strategy_id, expected):
         """Change a strategy (If-Match). The version row's change_type is ``debit_updated``
         when the debit changes, ``visibility_toggled`` when only ``visible`` changes, else
         ``edited``; emits StrategyUpdated."""
-        return service.update_strategy(conn(), user().id, strategy_id, data, expected=if_match_version())
+        return service.update_strategy(conn(), user().id, strategy_id, data, expected=expected)
 
-    @requires_if_match
     @blp.arguments(s.DeleteArgs, location="query")
     @blp.response(200, s.Strategy)
-    def delete(self, args, strategy_id):
+    @blp.versioned(if_match=True)
+    def delete(self, args, strategy_id, expected):
         """Remove a strategy (If-Match): a soft delete with a ``deleted`` version row;
         emits StrategyRemoved."""
-        return service.delete_strategy(conn(), user().id, strategy_id, if_match_version(), args["change_reason"])
+        return service.delete_strategy(conn(), user().id, strategy_id, expected, args["change_reason"])
 
 
 @blp.route(f"/strategies/<{ID}:strategy_id>/versions")
 class StrategyVersions(MethodView):
-    @blp.response(200, s.StrategyVersions)
+    @blp.response(200, s.StrategyVersion(many=True))
+    @blp.paginated
     def get(self, strategy_id):
         """The strategy's audit trail, oldest first."""
-        return {"strategy_id": strategy_id, "versions": service.list_versions(conn(), user().id, strategy_id)}
+        return service.list_versions(conn(), user().id, strategy_id)
 
 
 @blp.route(f"/strategies/<{ID}:strategy_id>/risk")
@@ -110,10 +113,11 @@ class StrategyRisk(MethodView):
 # -- templates -------------------------------------------------------------------------
 @blp.route("/templates")
 class Templates(MethodView):
-    @blp.response(200, s.TemplateList)
+    @blp.response(200, s.Template(many=True))
+    @blp.paginated
     def get(self):
         """List your templates."""
-        return {"templates": service.list_templates(conn(), user().id)}
+        return service.list_templates(conn(), user().id)
 
     @blp.arguments(s.TemplateIn)
     @blp.response(201, s.Template)
@@ -126,6 +130,7 @@ class Templates(MethodView):
 class UseTemplate(MethodView):
     @blp.arguments(s.UseIn)
     @blp.response(201, s.Strategy)
+    @blp.versioned
     def post(self, data, template_id):
         """Instantiate the template as a strategy at ``spot`` on ``date``: strike =
         round(spot / increment) x increment + strike_offset (SPX 5, SPY 1, default 1);
@@ -162,6 +167,7 @@ class CopySharedTemplate(MethodView):
 class UseSharedTemplate(MethodView):
     @blp.arguments(s.UseIn)
     @blp.response(201, s.Strategy)
+    @blp.versioned
     def post(self, data, code):
         """Instantiate a shared template as your own strategy (counts its use_count)."""
         return service.use_shared_template(conn(), user().id, code, data)
@@ -185,10 +191,12 @@ class Analyze(MethodView):
 @blp.route("/artifacts")
 class Artifacts(MethodView):
     @blp.arguments(s.ArtifactArgs, location="query")
-    @blp.response(200, s.ArtifactList)
-    def get(self, args):
+    @blp.response(200, s.ArtifactSummary(many=True))
+    @blp.paginated
+    def get(self, args, pagination):
         """Your risk artifacts, newest first (optionally for one position)."""
-        return {"artifacts": service.list_artifacts(conn(), user().id, args["position_id"], args["limit"])}
+        return Paged(*service.list_artifacts(conn(), user().id, args["position_id"], page=pagination.page,
+                                             page_size=pagination.page_size))
 
 
 @blp.route(f"/artifacts/<{ID}:artifact_id>")

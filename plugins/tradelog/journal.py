@@ -31,8 +31,9 @@ def create_journal_entry(conn, user_id: int, data: dict) -> dict:
                risk_strategy_version=data.get("risk_strategy_version"))
     conn.execute(journal_entries.insert().values(**row))
     entry = entry_out(row)
-    service._emit(conn, user_id, "JournalEntryCreated", "journal_entry", row["id"], 1, {"entry": entry},
-                  row["created_at"])
+    service.TOPIC.emit(conn, "JournalEntryCreated", aggregate_type="journal_entry", aggregate_id=row["id"], aggregate_version=1,
+                       user_id=user_id, occurred_at=row["created_at"],
+                       payload={"entry": entry})
     return entry
 
 

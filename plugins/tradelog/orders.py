@@ -112,7 +112,9 @@ def create_order(conn, user_id: int, data: dict, check_order_allowed=None) -> di
         limit_price=data.get("limit_price"), position_template=service._jsonable(tpl), version=1,
         position_id=target, reduces_position=reduces, created_at=now, updated_at=now))
     rep = get_order(conn, user_id, oid)
-    service._emit(conn, user_id, "OrderCreated", "order", oid, 1, {"order": rep}, now)
+    service.TOPIC.emit(conn, "OrderCreated", aggregate_type="order", aggregate_id=oid, aggregate_version=1,
+                       user_id=user_id, occurred_at=now,
+                       payload={"order": rep})
     return rep
 
 
@@ -135,7 +137,9 @@ def cancel_order(conn, user_id: int, order_id: str, expected: int) -> dict:
     version = versioned_update(conn, orders, id_value=order_id, user_id=user_id, expected=expected,
                                values=dict(status="cancelled", cancelled_at=now, updated_at=now),
                                current=lambda: _get_order_or_none(conn, user_id, order_id))
-    service._emit(conn, user_id, "OrderCancelled", "order", order_id, version, {"order_id": order_id}, now)
+    service.TOPIC.emit(conn, "OrderCancelled", aggregate_type="order", aggregate_id=order_id, aggregate_version=version,
+                       user_id=user_id, occurred_at=now,
+                       payload={"order_id": order_id})
     return get_order(conn, user_id, order_id)
 
 
@@ -220,9 +224,10 @@ def execute_order(conn, user_id: int, order_id: str, data: dict, check_order_all
     if not done:  # pragma: no cover - the row lock above makes this a can't-happen
         raise errors.InvalidState(f"order {order_id} is no longer pending")
     order = get_order(conn, user_id, order_id)
-    service._emit(conn, user_id, "OrderFilled", "order", order_id, order["version"],
-                  {"order_id": order_id, "position_id": position["id"], "limit_price": r.limit_price,
+    service.TOPIC.emit(conn, "OrderFilled", aggregate_type="order", aggregate_id=order_id, aggregate_version=order["version"],
+                       user_id=user_id, occurred_at=occurred_at,
+                       payload={"order_id": order_id, "position_id": position["id"], "limit_price": r.limit_price,
                    "fill_price": order["fill_price"], "slippage": order["slippage"], "filled_at": occurred_at,
-                   "reduces_position": reduces}, occurred_at)
+                   "reduces_position": reduces})
     return {"order": order, "position": position}
 

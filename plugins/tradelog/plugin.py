@@ -1,9 +1,8 @@
 """The tradelog plugin's hooks: its whole surface on one screen."""
 from __future__ import annotations
 
-import os
-
-from app.hookspecs import SSEStream, Topic, hookimpl
+from app.hookspecs import SSEStream, hookimpl
+from app.plugins import migrations_branch
 from plugins.tradelog import cli, demo, handlers, schemas, tables, views
 
 PLUGIN_NAME = "tradelog"
@@ -21,14 +20,12 @@ def register_tables():
 
 @hookimpl
 def register_migrations():
-    return ("tradelog", os.path.join(os.path.dirname(__file__), "migrations"))
+    return migrations_branch(__name__)
 
 
 @hookimpl
 def register_topics():
-    return [Topic("tradelog.events", "TradeLog domain events: positions, fills, settlements, rolls, closes, "
-                  "marks, orders, journal entries, risk-artifact references. Key: aggregate_id (position, "
-                  "order, journal entry or settlement price).", schemas.EVENTS)]
+    return [schemas.TOPIC]
 
 
 @hookimpl
@@ -38,7 +35,7 @@ def register_subscriptions():
 
 @hookimpl
 def register_sse_streams():
-    return [SSEStream("/sse/trade-log", "tradelog.events", "Your positions' and orders' events, live.")]
+    return [SSEStream("/sse/trade-log", schemas.TOPIC.name, "Your positions' and orders' events, live.")]
 
 
 @hookimpl

@@ -95,7 +95,9 @@ def roll_position(conn, user_id: int, position_id: str, data: dict, expected: in
             "fees": service._money(sum((f["fees"] for f in closing + opening), ZERO)),
             "realized_pnl": service._money(sum((f["realized_pnl"] or ZERO for f in closing), ZERO)),
             "closing_fill_ids": [f["id"] for f in closing], "opening_fill_ids": [f["id"] for f in opening]}
-    service._emit(conn, user_id, "PositionRolled", "position", position_id, old["version"], roll, at)
+    service.TOPIC.emit(conn, "PositionRolled", aggregate_type="position", aggregate_id=position_id, aggregate_version=old["version"],
+                       user_id=user_id, occurred_at=at,
+                       payload=roll)
     return {"from": old, "to": new, "roll": roll}
 
 

@@ -12,6 +12,7 @@ from decimal import Decimal
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app import fields as tf
+from bus.topic import Topic
 
 STATUSES = ("planned", "open", "closed")
 INSTRUMENTS = ("option", "stock", "future")
@@ -150,8 +151,6 @@ class PositionPatch(Schema):
 class PositionListArgs(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     symbol = fields.String(validate=validate.Length(min=1, max=20))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
 class AsOfArgs(Schema):
@@ -751,3 +750,7 @@ class RiskArtifactLinked(Schema):
 EVENTS = {s.__name__: s for s in (PositionCreated, FillRecorded, PositionAdjusted, PositionClosed,
                                   OrderCreated, OrderCancelled, OrderFilled, RiskArtifactLinked, LegSettled,
                                   PositionRolled, LegsMarked, SettlementPriceRecorded, JournalEntryCreated)}
+
+TOPIC = Topic("tradelog.events", "TradeLog domain events: positions, fills, settlements, rolls, closes, "
+              "marks, orders, journal entries, risk-artifact references. Key: aggregate_id (position, "
+              "order, journal entry or settlement price).", EVENTS)

@@ -26,12 +26,12 @@ from app.concurrency import versioned_update
 from app.db import new_id, to_ms, utcnow
 from bus import outbox
 from bus.envelope import dumps, parse_time
-from plugins.tradelog import derived, lots, markettime
+from plugins.tradelog import derived, lots, markettime, schemas
 from plugins.tradelog.tables import (
     fills, legs, marks, position_versions, positions, risk_artifacts,
 )
 
-TOPIC = "tradelog.events"
+TOPIC = schemas.TOPIC
 ZERO = Decimal(0)
 #: How far in the future a fill's (or close's) market time may be: clocks differ a little.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -212,7 +212,7 @@ def build_snapshot(rep: dict, fills_: list[dict], at: dt.datetime, as_of=None, m
 
 def position_events(conn, user_id: int, position_id: str) -> list[dict]:
     _row(conn, user_id, position_id)
-    return [e.to_dict() for e in outbox.read(conn, TOPIC, 0, user_id=user_id, aggregate_id=position_id,
+    return [e.to_dict() for e in outbox.read(conn, TOPIC.name, 0, user_id=user_id, aggregate_id=position_id,
                                              limit=100_000)]
 
 
@@ -251,11 +251,6 @@ def _save_version(conn, rep: dict) -> None:
     conn.execute(position_versions.insert().values(
         position_id=rep["id"], version=rep["version"], user_id=rep["user_id"],
         recorded_at=rep["updated_at"], representation=_jsonable(rep)))
-
-
-def _emit(conn, user_id, type_, aggregate_type, aggregate_id, version, payload, occurred_at=None):
-    outbox.emit(conn, TOPIC, type_, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
-                aggregate_version=version, payload=payload, user_id=user_id, occurred_at=occurred_at)
 
 
 def check_leg_specs(symbol: str, specs: list[dict], field: str = "legs") -> None:
@@ -309,7 +304,9 @@ def create_position(conn, user_id: int, data: dict, *, order_id: str | None = No
            "fees": None, "source_order_id": order_id, "rolled_from": rolled_from, "chain_id": chain_id or pid,
            "created_at": now, "updated_at": now}
     _save_version(conn, rep)
-    _emit(conn, user_id, "PositionCreated", "position", pid, 1, {"position": rep}, now)
+    TOPIC.emit(conn, "PositionCreated", aggregate_type="position", aggregate_id=pid, aggregate_version=1,
+               user_id=user_id, occurred_at=now,
+               payload={"position": rep})
     return rep
 
 
@@ -349,7 +346,9 @@ def update_position(conn, user_id: int, position_id: str, data: dict, expected: 
     change = "legs_added" if data.get("add_legs") else "legs_changed" if data.get("update_legs") else "updated"
     rep = _current(conn, user_id, position_id)
     _save_version(conn, rep)
-    _emit(conn, user_id, "PositionAdjusted", "position", position_id, version, {"position": rep, "change": change}, now)
+    TOPIC.emit(conn, "PositionAdjusted", aggregate_type="position", aggregate_id=position_id, aggregate_version=version,
+               user_id=user_id, occurred_at=now,
+               payload={"position": rep, "change": change})
     return rep
 
 
@@ -438,9 +437,10 @@ def record_fill(conn, user_id: int, position_id: str, data: dict, *, order_id: s
     _check_fill_time(position_out(r, legs_), leg, occurred_at, now, "occurred_at")
     version, (fill_rep,), rep, books_ = append_fills(
         conn, r, legs_, [dict(data, order_id=order_id, slippage=slippage, fingerprint=fingerprint)], now=now)
-    _emit(conn, user_id, "FillRecorded", "position", position_id, version,
-          {"position_id": position_id, "fill": fill_rep, "slippage": _money(slippage),
-           "leg": leg_state(books_[leg["id"]])}, occurred_at)
+    TOPIC.emit(conn, "FillRecorded", aggregate_type="position", aggregate_id=position_id, aggregate_version=version,
+               user_id=user_id, occurred_at=occurred_at,
+               payload={"position_id": position_id, "fill": fill_rep, "slippage": _money(slippage),
+           "leg": leg_state(books_[leg["id"]])})
     return {"fill": fill_rep, "position": rep}
 
 
@@ -496,9 +496,10 @@ def close_position(conn, user_id: int, position_id: str, data: dict, expected: i
         current=lambda: _current(conn, user_id, position_id))
     rep = _current(conn, user_id, position_id)
     _save_version(conn, rep)
-    _emit(conn, user_id, "PositionClosed", "position", position_id, version,
-          {"position_id": position_id, "realized_pnl": rep["realized_pnl"], "fees": rep["fees"],
-           "closed_at": closed_at}, closed_at)
+    TOPIC.emit(conn, "PositionClosed", aggregate_type="position", aggregate_id=position_id, aggregate_version=version,
+               user_id=user_id, occurred_at=closed_at,
+               payload={"position_id": position_id, "realized_pnl": rep["realized_pnl"], "fees": rep["fees"],
+           "closed_at": closed_at})
     return rep
 
 
@@ -521,7 +522,9 @@ def record_marks(conn, user_id: int, position_id: str, data: dict) -> dict:
     conn.execute(marks.insert(), rows)
     out = {"position_id": position_id, "marked_at": marked_at,
            "marks": [{"leg_id": m["leg_id"], "price": _money(m["price"])} for m in rows]}
-    _emit(conn, user_id, "LegsMarked", "position", position_id, r.version, out, marked_at)
+    TOPIC.emit(conn, "LegsMarked", aggregate_type="position", aggregate_id=position_id, aggregate_version=r.version,
+               user_id=user_id, occurred_at=marked_at,
+               payload=out)
     return out
 
 
@@ -542,8 +545,9 @@ def link_risk_artifact(conn, user_id: int, position_id: str, data: dict) -> tupl
     now = utcnow()
     conn.execute(risk_artifacts.insert().values(position_id=position_id, artifact_id=data["artifact_id"],
                                                 user_id=user_id, computed_at=data["computed_at"], linked_at=now))
-    _emit(conn, user_id, "RiskArtifactLinked", "position", position_id, r.version,
-          {"position_id": position_id, "artifact_id": data["artifact_id"], "computed_at": data["computed_at"]})
+    TOPIC.emit(conn, "RiskArtifactLinked", aggregate_type="position", aggregate_id=position_id, aggregate_version=r.version,
+               user_id=user_id,
+               payload={"position_id": position_id, "artifact_id": data["artifact_id"], "computed_at": data["computed_at"]})
     return {"position_id": position_id, "artifact_id": data["artifact_id"],
             "computed_at": data["computed_at"], "linked_at": now}, True
 

@@ -180,10 +180,10 @@ def _settle(conn, r, legs_: list[dict], leg: dict, kind: str, *, occurred_at=Non
                recorded_at=recorded, position_version=version)
     conn.execute(settlements.insert().values(**row))
     out = settlement_out(dict(row, price=service._money(price), settlement_value=service._money(value)))
-    service._emit(conn, r.user_id, "LegSettled", "position", r.id, version,
-                  {"position_id": r.id, "settlement": out, "fills": fill_reps,
-                   "legs_added": new_legs, "legs": [service.leg_state(books_[f["leg_id"]]) for f in fills_]},
-                  occurred_at)
+    service.TOPIC.emit(conn, "LegSettled", aggregate_type="position", aggregate_id=r.id, aggregate_version=version,
+                       user_id=r.user_id, occurred_at=occurred_at,
+                       payload={"position_id": r.id, "settlement": out, "fills": fill_reps,
+                   "legs_added": new_legs, "legs": [service.leg_state(books_[f["leg_id"]]) for f in fills_]})
     return {"settlement": out, "position": position}
 
 
@@ -278,8 +278,9 @@ def set_settlement_price(conn, user_id: int, data: dict) -> dict:
     if not done:
         conn.execute(settlement_prices.insert().values(**key, price=data["price"], recorded_at=now))
     out = {k: v for k, v in key.items() if k != "user_id"} | {"price": service._money(data["price"]), "recorded_at": now}
-    service._emit(conn, user_id, "SettlementPriceRecorded", "settlement_price",
-                  f"{data['underlying']}:{data['expiry'].isoformat()}:{data['settlement_time']}", None, out, now)
+    service.TOPIC.emit(conn, "SettlementPriceRecorded", aggregate_type="settlement_price", aggregate_id=f"{data['underlying']}:{data['expiry'].isoformat()}:{data['settlement_time']}", aggregate_version=None,
+                       user_id=user_id, occurred_at=now,
+                       payload=out)
     return out
 
 

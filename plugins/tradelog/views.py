@@ -7,10 +7,8 @@ Routes are the seed's: /api/positions..., /api/orders..., /api/journal_entries, 
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
-from app import conn, ext, requires_if_match, user
-from app.concurrency import if_match_version
+from app.web import Blueprint, Paged, conn, ext, user
 from plugins.tradelog import schemas as s
 from plugins.tradelog import journal, orders, pnl, rolls, service, settlement, stats
 
@@ -31,16 +29,17 @@ OID = "<string(length=36):order_id>"
 @positions_blp.route("")
 class Positions(MethodView):
     @positions_blp.arguments(s.PositionListArgs, location="query")
-    @positions_blp.response(200, s.Position(many=True), headers={"X-Total-Count": {
-        "description": "how many positions match (all pages)", "schema": {"type": "integer"}}})
-    def get(self, args):
-        """Your positions, newest first: filter by status and symbol; ``page`` and
-        ``page_size`` (default 50, at most 500); the total is in X-Total-Count."""
-        items, total = service.list_positions(conn(), user().id, **args)
-        return items, 200, {"X-Total-Count": str(total)}
+    @positions_blp.response(200, s.Position(many=True))
+    @positions_blp.paginated
+    def get(self, args, pagination):
+        """Your positions, newest first: filter by status and symbol (one page; the total and
+        the pages are in X-Pagination)."""
+        return Paged(*service.list_positions(conn(), user().id, **args, page=pagination.page,
+                                             page_size=pagination.page_size))
 
     @positions_blp.arguments(s.PositionIn)
     @positions_blp.response(201, s.Position)
+    @positions_blp.versioned
     def post(self, data):
         """Create a planned position, optionally with legs. Emits PositionCreated."""
         return service.create_position(conn(), user().id, data)
@@ -50,17 +49,18 @@ class Positions(MethodView):
 class OnePosition(MethodView):
     @positions_blp.arguments(s.AsOfArgs, location="query")
     @positions_blp.response(200, s.Position)
+    @positions_blp.versioned
     def get(self, args, position_id):
         """The position with its legs; ``?as_of=`` answers from what was recorded by then."""
         return service.get_position(conn(), user().id, position_id, args.get("as_of"))
 
-    @requires_if_match
     @positions_blp.arguments(s.PositionPatch)
     @positions_blp.response(200, s.Position)
-    def patch(self, data, position_id):
+    @positions_blp.versioned(if_match=True)
+    def patch(self, data, position_id, expected):
         """Update attributes, open a planned position, add legs or change leg quantities
         (If-Match). Emits PositionAdjusted; 409 on a closed position."""
-        return service.update_position(conn(), user().id, position_id, data, expected=if_match_version())
+        return service.update_position(conn(), user().id, position_id, data, expected=expected)
 
 
 @positions_blp.route(f"/{ID}/fills")
@@ -75,34 +75,35 @@ class Fills(MethodView):
 
 @positions_blp.route(f"/{ID}/close")
 class Close(MethodView):
-    @requires_if_match
     @positions_blp.arguments(s.CloseIn, required=False)
     @positions_blp.response(200, s.Position)
-    def post(self, data, position_id):
+    @positions_blp.versioned(if_match=True)
+    def post(self, data, position_id, expected):
         """Close the position (If-Match) and fix its realised P&L. Stock/future legs must be
         flat; held option legs must have expired (settle at 0). Emits PositionClosed."""
-        return service.close_position(conn(), user().id, position_id, data or {}, expected=if_match_version())
+        return service.close_position(conn(), user().id, position_id, data or {}, expected=expected)
 
 
 @positions_blp.route(f"/{ID}/legs/{LEG}/settle")
 class Settle(MethodView):
-    @requires_if_match
     @positions_blp.arguments(s.LegSettleIn)
     @positions_blp.response(201, s.SettleResult)
     @positions_blp.alt_response(200, schema=s.SettleResult, description="already settled that way: the same answer")
-    def post(self, data, position_id, leg_id):
+    @positions_blp.versioned(if_match=True)
+    def post(self, data, position_id, leg_id, expected):
         """Settle an option leg (If-Match): expiration (worthless, or at intrinsic when
         cash-settled), exercise of a long option, assignment of a short one; physically
         settled options deliver shares at the strike into a stock leg. Emits LegSettled.
         409 ``not_expired`` before the settlement moment when it must wait for it."""
         result, created = settlement.settle_leg(conn(), user().id, position_id, leg_id, data,
-                                                expected=if_match_version())
+                                                expected=expected)
         return result, 201 if created else 200
 
 
 @positions_blp.route(f"/{ID}/settlements")
 class Settlements(MethodView):
     @positions_blp.response(200, s.Settlement(many=True))
+    @positions_blp.paginated
     def get(self, position_id):
         """The position's settlements, in market time order."""
         return settlement.list_settlements(conn(), user().id, position_id)
@@ -110,14 +111,14 @@ class Settlements(MethodView):
 
 @positions_blp.route(f"/{ID}/roll")
 class RollView(MethodView):
-    @requires_if_match
     @positions_blp.arguments(s.RollIn)
     @positions_blp.response(201, s.RollResult)
-    def post(self, data, position_id):
+    @positions_blp.versioned(if_match=True)
+    def post(self, data, position_id, expected):
         """Roll (If-Match on this position), atomically: close the listed legs (the position
         is closed when that leaves it flat) and open a new position with the new legs,
         ``rolled_from`` this one, in the same chain. Emits PositionRolled."""
-        return rolls.roll_position(conn(), user().id, position_id, data, expected=if_match_version())
+        return rolls.roll_position(conn(), user().id, position_id, data, expected=expected)
 
 
 @positions_blp.route(f"/{ID}/chain")
@@ -143,6 +144,7 @@ class MarksView(MethodView):
 class SnapshotView(MethodView):
     @positions_blp.arguments(s.AsOfArgs, location="query")
     @positions_blp.response(200, s.Snapshot)
+    @positions_blp.versioned
     def get(self, args, position_id):
         """The authoritative snapshot for RiskGraph: legs, fills and derived metadata
         (strategy, net debit, DTE, max profit/loss). ``?as_of=`` for a past view."""
@@ -152,6 +154,7 @@ class SnapshotView(MethodView):
 @positions_blp.route(f"/{ID}/events")
 class PositionEvents(MethodView):
     @positions_blp.response(200, s.EventOut(many=True))
+    @positions_blp.paginated
     def get(self, position_id):
         """The position's events in order (envelopes), for replay."""
         return service.position_events(conn(), user().id, position_id)
@@ -169,6 +172,7 @@ class RiskArtifact(MethodView):
         return ref, 201 if created else 200
 
     @positions_blp.response(200, s.RiskArtifactRef(many=True))
+    @positions_blp.paginated
     def get(self, position_id):
         """The risk artifacts linked to the position."""
         return service.list_risk_artifacts(conn(), user().id, position_id)
@@ -178,6 +182,7 @@ class RiskArtifact(MethodView):
 class Orders(MethodView):
     @orders_blp.arguments(s.OrderIn)
     @orders_blp.response(201, s.Order)
+    @orders_blp.versioned
     def post(self, data):
         """Create a pending order with a position template. Emits OrderCreated. The host's
         ``check_order_allowed`` hook may refuse it (403 ``order_vetoed``, e.g. the orders kill
@@ -188,6 +193,7 @@ class Orders(MethodView):
 @orders_blp.route("/active")
 class ActiveOrders(MethodView):
     @orders_blp.response(200, s.Order(many=True))
+    @orders_blp.paginated
     def get(self):
         """Your pending orders, oldest first."""
         return orders.active_orders(conn(), user().id)
@@ -196,16 +202,17 @@ class ActiveOrders(MethodView):
 @orders_blp.route(f"/{OID}")
 class OneOrder(MethodView):
     @orders_blp.response(200, s.Order)
+    @orders_blp.versioned
     def get(self, order_id):
         """One order."""
         return orders.get_order(conn(), user().id, order_id)
 
-    @requires_if_match
     @orders_blp.response(200, s.Order)
-    def delete(self, order_id):
+    @orders_blp.versioned(if_match=True)
+    def delete(self, order_id, expected):
         """Cancel a pending order (If-Match). Emits OrderCancelled; 409 naming the state
         when it is filled or cancelled."""
-        return orders.cancel_order(conn(), user().id, order_id, expected=if_match_version())
+        return orders.cancel_order(conn(), user().id, order_id, expected=expected)
 
 
 @orders_blp.route(f"/{OID}/execute")
@@ -229,6 +236,7 @@ class Journal(MethodView):
 
     @journal_blp.arguments(s.JournalListArgs, location="query")
     @journal_blp.response(200, s.JournalEntry(many=True))
+    @journal_blp.paginated
     def get(self, args):
         """A position's journal entries, oldest first."""
         return journal.list_journal_entries(conn(), user().id, args["position_id"])

@@ -96,7 +96,7 @@ def test_train_promote_score_experiment_replay_evaluate(app, new_client, run_con
                   .values(feature_set_version=features.FEATURE_SET_VERSION))
     r = admin.post(f"/api/admin/ml/models/{champ['id']}/promote", json={"reason": "go"})
     assert r.status_code == 200 and r.json["status"] == "champion", r.json
-    audit = admin.get(f"/api/admin/ml/models/{champ['id']}/audit").json["audit"]
+    audit = admin.get(f"/api/admin/ml/models/{champ['id']}/audit").json
     assert [a["action"] for a in audit][:1] == ["promoted"] and audit[0]["actor_user_id"] == admin.user.id
     assert admin.put("/api/admin/ml/settings", json={"ml_weight": 0.3}).json["ml_weight"] == 0.3
 
@@ -175,16 +175,30 @@ def test_cli_train_shows_progress_and_registers(app):
         before = c.execute(sa.select(sa.func.count()).select_from(ml_models)).scalar()
     runner = app.test_cli_runner()
     r = runner.invoke(args=["ml", "train", "--iterations", "20", "--depth", "3", "--train-days", "4",
+                            "--val-days", "1", "--step-days", "1",
                             "--min-train-samples", "100", "--description", "cli"])
     assert r.exit_code == 0, r.output
     assert "training" in r.output and "registered model" in r.output
+    # the report: AUCs, Brier per tier beside the base rate's, the control, the gates
+    assert "held-out (4 windows" in r.output and "auc_profitable=" in r.output
+    assert "tier 0:" in r.output and "tier 3:" in r.output and "all tiers:" in r.output
+    assert "shuffled-label control: auc_ovr=" in r.output and "promotion gates:" in r.output
     with db.transaction() as c:
         assert c.execute(sa.select(sa.func.count()).select_from(ml_models)).scalar() == before + 1
         new = c.execute(sa.select(ml_models).order_by(ml_models.c.id.desc()).limit(1)).first()
     assert new.status == "validating" and new.description == "cli"
+    r = runner.invoke(args=["ml", "settings", "--gate-min-windows", "5"])
+    assert r.exit_code == 0 and '"gate_min_windows": 5.0' in r.output, r.output
+    r = runner.invoke(args=["ml", "promote", str(new.id)])
+    assert r.exit_code == 1 and "gate_held_out_windows" in r.output and "4 walk-forward windows (need 5)" in r.output
+    r = runner.invoke(args=["ml", "settings", "--gate-min-windows", "0", "--gate-min-samples", "0",
+                            "--gate-min-skill", "-10", "--gate-min-skill-over-control", "-10"])
+    assert r.exit_code == 0, r.output
     r = runner.invoke(args=["ml", "promote", str(new.id)])
     assert r.exit_code == 0 and "champion" in r.output, r.output
     r = runner.invoke(args=["ml", "models", "--status", "champion"])
     assert f"{new.id:>5}" in r.output
+    runner.invoke(args=["ml", "settings", "--gate-min-windows", "3", "--gate-min-samples", "200",
+                        "--gate-min-skill", "0", "--gate-min-skill-over-control", "0"])
     with db.transaction() as c:
         c.execute(ml_models.update().values(status="retired"))

@@ -18,8 +18,11 @@ from plugins.mlloop.ml.windows import purge_and_embargo, walk_forward_windows
 
 FEATURES = ["strategy", "x0", "x1", "x2", "x3", "x4"]
 SMALL = {"iterations": 60, "depth": 4, "thread_count": 2, "random_seed": 7}
+# Regime sub-models by row count alone (the rules' other knobs off): the mechanics of routing;
+# sub-models that must earn their place are tested in test_ml_gates.py.
 TRAIN_KW = dict(score_column="original_score", params=SMALL, min_train_samples=100,
-                min_regime_samples=400)
+                min_regime_samples=400, regime_min_days=1, regime_condition_column=None,
+                regime_min_improvement=None)
 
 
 def make_ideas(n_days: int = 12, per_day: int = 150, seed: int = 0, signal: float = 1.0

@@ -30,6 +30,12 @@ def _decision_counts(app, user_id):
                          .group_by(ml_decisions.c.id)).all()
 
 
+def _snapshot_count(app, user_id):
+    with app.extensions["tradeloop"].db.transaction() as c:
+        return c.execute(sa.select(sa.func.count()).select_from(ml_feature_snapshots)
+                         .where(ml_feature_snapshots.c.user_id == user_id)).scalar()
+
+
 def test_consumer_killed_mid_batch_leaves_one_record_per_decision(app, new_client, run_consumers):
     cl = new_client(app)
     cid = setup_context(cl)
@@ -109,7 +115,8 @@ def test_decisions_over_kafka(app_factory, new_client, kafka_bootstrap, stack):
     import time
     deadline = time.monotonic() + 60
     try:
-        while len(_decision_counts(app, cl.user.id)) < 40:
+        # both streams: the decision rows and their feature snapshots (GET /decisions reads both)
+        while len(_decision_counts(app, cl.user.id)) < 40 or _snapshot_count(app, cl.user.id) < 40:
             assert time.monotonic() < deadline, runner.stats
             relay.run_once()
             runner.run_once(timeout=0.5)

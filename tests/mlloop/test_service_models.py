@@ -18,7 +18,8 @@ from plugins.mlloop.ml.train import shuffled_label_control
 from plugins.mlloop import tables as p1
 from plugins.mlloop.tables import ml_model_audit, ml_models
 from tests.mlloop.test_service_training_data import (
-    SMALL_OPTIONS, SMALL_PARAMS, insert_rows, log_decisions, private_db, split_days, world_rows,
+    SMALL_OPTIONS, SMALL_PARAMS, insert_rows, log_decisions, private_db, relax_gates, split_days,
+    world_rows,
 )
 
 __all__ = ["private_db"]
@@ -146,9 +147,9 @@ def test_registry_row_has_lineage_and_training_is_deterministic(world):
         service.registry.retire(c, again["id"], reason="duplicate")
 
 
-def _candidate(c, frame, **kw):
-    return service.training.train(c, params={**SMALL_PARAMS, "iterations": 30}, options=SMALL_OPTIONS,
-                          frame=frame, **kw)
+def _candidate(c, frame, options=SMALL_OPTIONS, **kw):
+    return service.training.train(c, params={**SMALL_PARAMS, "iterations": 30}, options=options,
+                                  frame=frame, **kw)
 
 
 def test_promotion_refused_on_feature_set_mismatch(world):
@@ -165,7 +166,8 @@ def test_promotion_refused_on_feature_set_mismatch(world):
 def test_promotion_refused_when_drift_is_over_threshold_and_allowed_without(world):
     db, frame = world["db"], world["frame"]
     with db.transaction() as c:
-        cand = _candidate(c, frame, regime=None)
+        relax_gates(c)  # the subject is drift; day-level features kept so they can drift
+        cand = _candidate(c, frame, {**SMALL_OPTIONS, "day_feature_min_days": 0}, regime=None)
         shifted = frame.copy()
         shifted["vix_level"] = shifted["vix_level"] + 15  # a new volatility world
         shifted["iv_rank_30d"] = 1.0

@@ -18,7 +18,7 @@ def test_tables_and_routes_exist_with_riskgraph_alone(app_factory, new_client):
     assert "/sse/risk-graph" in rules
     assert not any(r.startswith("/api/positions") for r in rules)  # tradelog is off
     a = new_client(app)
-    assert a.get(f"{API}/strategies").json == {"strategies": []}
+    assert a.get(f"{API}/strategies").json == []
 
 
 def test_crud_versions_and_every_change_type(app_factory, new_client):
@@ -39,8 +39,8 @@ def test_crud_versions_and_every_change_type(app_factory, new_client):
     r = a.delete(f"{API}/strategies/{sid}?change_reason=closed", if_match=4)
     assert r.status_code == 200 and r.json["is_active"] is False and r.json["version"] == 5
 
-    assert a.get(f"{API}/strategies").json["strategies"] == []  # soft-deleted: not listed
-    v = a.get(f"{API}/strategies/{sid}/versions").json["versions"]
+    assert a.get(f"{API}/strategies").json == []  # soft-deleted: not listed
+    v = a.get(f"{API}/strategies/{sid}/versions").json
     assert [x["change_type"] for x in v] == ["created", "debit_updated", "visibility_toggled", "edited", "deleted"]
     assert [x["version"] for x in v] == [1, 2, 3, 4, 5]
     assert v[1]["change_reason"] == "filled better" and v[1]["debit"] == "4.2500"
@@ -73,7 +73,7 @@ def test_idempotency_key_on_create(app_factory, new_client):
     r2 = a.post(f"{API}/strategies", json=vertical(), idem="create-1")
     assert r1.status_code == r2.status_code == 201 and r1.json["id"] == r2.json["id"]
     assert r2.headers.get("Idempotent-Replayed") == "true"
-    assert len(a.get(f"{API}/strategies").json["strategies"]) == 1
+    assert len(a.get(f"{API}/strategies").json) == 1
     assert len(events(app, a.user.id, types={"StrategyAdded"})) == 1
     assert a.post(f"{API}/strategies", json=vertical(strike="6100"), idem="create-1").status_code == 422
 
@@ -106,7 +106,7 @@ def test_user_isolation_on_every_strategy_route(app_factory, new_client):
     app = app_factory(["riskgraph"])
     a, b = new_client(app), new_client(app)
     sid = add(a)["id"]
-    assert b.get(f"{API}/strategies").json["strategies"] == []
+    assert b.get(f"{API}/strategies").json == []
     assert b.get(f"{API}/strategies/{sid}").status_code == 404
     assert b.get(f"{API}/strategies/{sid}/versions").status_code == 404
     assert b.get(f"{API}/strategies/{sid}/risk?spot=6000&iv=0.2").status_code == 404
@@ -132,12 +132,12 @@ def test_import_is_idempotent_and_export_round_trips(app_factory, new_client):
     assert r.json["id_map"] == {i["id"]: i["id"] for i in items}
     r = a.post(f"{API}/strategies/import", json={"strategies": items})
     assert (r.json["created"], r.json["updated"], r.json["unchanged"]) == (0, 0, 2)
-    assert len(a.get(f"{API}/strategies").json["strategies"]) == 2
+    assert len(a.get(f"{API}/strategies").json) == 2
     # a changed debit in the file updates that strategy (one version row)
     items[0]["debit"] = "4"
     r = a.post(f"{API}/strategies/import", json={"strategies": items})
     assert (r.json["created"], r.json["updated"], r.json["unchanged"]) == (0, 1, 1)
-    v = a.get(f"{API}/strategies/{items[0]['id']}/versions").json["versions"]
+    v = a.get(f"{API}/strategies/{items[0]['id']}/versions").json
     assert [x["change_type"] for x in v] == ["created", "debit_updated"] and v[1]["change_reason"] == "import"
 
     exported = a.get(f"{API}/strategies/export").json
@@ -151,7 +151,7 @@ def test_import_is_idempotent_and_export_round_trips(app_factory, new_client):
     assert r.status_code == 200 and r.json["created"] == 2
     assert set(r.json["id_map"]) == {i["id"] for i in items}
     assert not set(r.json["id_map"].values()) & {i["id"] for i in items}
-    b_list = b.get(f"{API}/strategies").json["strategies"]
+    b_list = b.get(f"{API}/strategies").json
     assert sorted((s["label"], s["strike"], s["debit"]) for s in b_list) == \
         sorted((s["label"], s["strike"], s["debit"]) for s in exported["strategies"])
     assert a.get(f"{API}/strategies/{items[0]['id']}").json["version"] == 2
@@ -171,7 +171,7 @@ def test_import_validation(app_factory, new_client):
     assert r.status_code == 422 and "strategies" in r.json["errors"]["json"]
     r = a.post(f"{API}/strategies/import", json={"strategies": [vertical(), vertical(side="sideways")]})
     assert r.status_code == 422
-    assert a.get(f"{API}/strategies").json["strategies"] == []  # nothing of a bad file is kept
+    assert a.get(f"{API}/strategies").json == []  # nothing of a bad file is kept
 
 
 def test_reorder_is_atomic(app_factory, new_client):
@@ -182,15 +182,15 @@ def test_reorder_is_atomic(app_factory, new_client):
     r = a.post(f"{API}/strategies/reorder", json={"order": [{"id": s1, "sort_order": 3}, {"id": s3, "sort_order": 1},
                                                              {"id": s2, "sort_order": 2}]})
     assert r.status_code == 200
-    assert [s["id"] for s in r.json["strategies"]] == [s3, s2, s1]
-    assert [s["id"] for s in a.get(f"{API}/strategies").json["strategies"]] == [s3, s2, s1]
-    before = {s["id"]: (s["sort_order"], s["version"]) for s in a.get(f"{API}/strategies").json["strategies"]}
+    assert [s["id"] for s in r.json] == [s3, s2, s1]
+    assert [s["id"] for s in a.get(f"{API}/strategies").json] == [s3, s2, s1]
+    before = {s["id"]: (s["sort_order"], s["version"]) for s in a.get(f"{API}/strategies").json}
     for bad in ([{"id": s1, "sort_order": 9}, {"id": other, "sort_order": 8}],
                 [{"id": s2, "sort_order": 9}, {"id": "44444444-aaaa-4aaa-8aaa-000000000000", "sort_order": 8}]):
         assert a.post(f"{API}/strategies/reorder", json={"order": bad}).status_code == 404
     r = a.post(f"{API}/strategies/reorder", json={"order": [{"id": s1, "sort_order": 1}, {"id": s1, "sort_order": 2}]})
     assert r.status_code == 422
-    after = {s["id"]: (s["sort_order"], s["version"]) for s in a.get(f"{API}/strategies").json["strategies"]}
+    after = {s["id"]: (s["sort_order"], s["version"]) for s in a.get(f"{API}/strategies").json}
     assert after == before
     assert b.get(f"{API}/strategies/{other}").json["sort_order"] == 0
 

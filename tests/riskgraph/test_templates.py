@@ -32,9 +32,9 @@ def test_use_rounds_to_the_strike_increment_and_counts(app_factory, new_client):
     assert s["strike"] == "5995.00" and s["debit"] == "3.0000"
     # 6002.49 -> 1200.498 -> 1200 x 5 = 6000 - 10
     assert a.post(f"{API}/templates/{t['id']}/use", json={"spot": "6002.49"}).json["strike"] == "5990.00"
-    assert [x["use_count"] for x in a.get(f"{API}/templates").json["templates"]] == [3]
-    assert len(a.get(f"{API}/strategies").json["strategies"]) == 3
-    v = a.get(f"{API}/strategies/{s['id']}/versions").json["versions"]
+    assert [x["use_count"] for x in a.get(f"{API}/templates").json] == [3]
+    assert len(a.get(f"{API}/strategies").json) == 3
+    v = a.get(f"{API}/strategies/{s['id']}/versions").json
     assert v[0]["change_type"] == "created" and "template" in v[0]["change_reason"]
     assert len(events(app, a.user.id, types={"StrategyAdded"})) == 3
 
@@ -104,23 +104,23 @@ def test_another_user_imports_a_shared_template(app_factory, new_client):
     copy = b.post(f"{API}/templates/shared/{code}/copy")
     assert copy.status_code == 201 and copy.json["id"] != t["id"] and copy.json["use_count"] == 0
     assert copy.json["share_code"] is None and copy.json["name"] == t["name"]
-    assert [x["id"] for x in b.get(f"{API}/templates").json["templates"]] == [copy.json["id"]]
+    assert [x["id"] for x in b.get(f"{API}/templates").json] == [copy.json["id"]]
     s = b.post(f"{API}/templates/{copy.json['id']}/use", json={"spot": "6000", "date": "2031-01-03"})
     assert s.status_code == 201 and s.json["strike"] == "5990.00"
     s = b.post(f"{API}/templates/shared/{code}/use", json={"spot": "6000", "date": "2031-01-03"})
     assert s.status_code == 201
-    assert len(b.get(f"{API}/strategies").json["strategies"]) == 2
-    assert a.get(f"{API}/strategies").json["strategies"] == []
-    assert a.get(f"{API}/templates").json["templates"][0]["use_count"] == 1
+    assert len(b.get(f"{API}/strategies").json) == 2
+    assert a.get(f"{API}/strategies").json == []
+    assert a.get(f"{API}/templates").json[0]["use_count"] == 1
 
 
 def test_private_templates_are_isolated(app_factory, new_client):
     app = app_factory(["riskgraph"])
     a, b = new_client(app), new_client(app)
     t = make(a)
-    assert b.get(f"{API}/templates").json["templates"] == []
+    assert b.get(f"{API}/templates").json == []
     assert b.post(f"{API}/templates/{t['id']}/use", json={"spot": "6000"}).status_code == 404
     assert b.post(f"{API}/templates/{t['id']}/share").status_code == 404
-    assert a.get(f"{API}/templates").json["templates"][0]["share_code"] is None
-    assert a.get(f"{API}/templates").json["templates"][0]["use_count"] == 0
-    assert b.get(f"{API}/strategies").json["strategies"] == []
+    assert a.get(f"{API}/templates").json[0]["share_code"] is None
+    assert a.get(f"{API}/templates").json[0]["use_count"] == 0
+    assert b.get(f"{API}/strategies").json == []

@@ -111,13 +111,13 @@ def test_pattern_a_pulls_the_snapshot_from_another_process(app_factory, new_clie
     again = a.post(f"{API}/positions/{pid}/analyze", json=body)             # same snapshot, same inputs
     assert again.status_code == 200 and again.json["reused"] and again.json["id"] == art["id"]
     assert len(events(app, a.user.id, types={"RiskArtifactComputed"})) == 1
-    listed = a.get(f"{API}/artifacts?position_id={pid}").json["artifacts"]
+    listed = a.get(f"{API}/artifacts?position_id={pid}").json
     assert [x["id"] for x in listed] == [art["id"]] and "curves" not in listed[0]
     assert a.get(f"{API}/artifacts/{art['id']}").json["curves"]["expiry_pnl"]
 
     # user B: the trade log answers 404 for A's position, and A's artifacts stay invisible
     assert b.post(f"{API}/positions/{pid}/analyze", json=body).status_code == 404
-    assert b.get(f"{API}/artifacts?position_id={pid}").json["artifacts"] == []
+    assert b.get(f"{API}/artifacts?position_id={pid}").json == []
     assert b.get(f"{API}/artifacts/{art['id']}").status_code == 404
 
 
@@ -127,7 +127,7 @@ def test_pattern_a_when_the_trade_log_is_unreachable(app_factory, new_client):
     pid = str(uuid.uuid4())
     r = a.post(f"{API}/positions/{pid}/analyze", json={"spot": 6000, "iv": 0.2})
     assert r.status_code == 503 and r.json["code"] == "tradelog_unavailable"
-    assert a.get(f"{API}/artifacts").json["artifacts"] == []
+    assert a.get(f"{API}/artifacts").json == []
     r = a.post(f"{API}/positions/{pid}/analyze", json={"spot": -1})
     assert r.status_code == 422 and "spot" in r.json["errors"]["json"]
 
@@ -153,7 +153,7 @@ def test_pattern_b_recomputes_from_events_in_the_agreed_shape(app_factory, new_c
                 "version": 1, "legs": legs}
     _emit(app, a.user.id, "PositionCreated", pid, 1, {"position": position})
     run_consumers(app)
-    first = a.get(f"{API}/artifacts?position_id={pid}").json["artifacts"]
+    first = a.get(f"{API}/artifacts?position_id={pid}").json
     assert len(first) == 1 and first[0]["source"] == "events" and first[0]["source_version"] == 1
     assert sorted(first[0]["summary"]["unpriced_legs"]) == sorted([long_id, short_id])  # no fills yet: model value
 
@@ -162,7 +162,7 @@ def test_pattern_b_recomputes_from_events_in_the_agreed_shape(app_factory, new_c
                 "occurred_at": "2031-01-03T15:00:00.000Z", "recorded_at": "2031-01-03T15:00:01.000Z"}
         _emit(app, a.user.id, "FillRecorded", pid, version, {"position_id": pid, "fill": fill, "slippage": None})
     run_consumers(app)
-    arts = a.get(f"{API}/artifacts?position_id={pid}").json["artifacts"]
+    arts = a.get(f"{API}/artifacts?position_id={pid}").json
     assert [x["source_version"] for x in arts] == [3, 2, 1]
     _check_vertical_summary(arts[0]["summary"])
     computed = events(app, a.user.id, types={"RiskArtifactComputed"})
@@ -180,7 +180,7 @@ def test_pattern_b_recomputes_from_events_in_the_agreed_shape(app_factory, new_c
     skipped = runner.stats.skipped_duplicates
     assert run_consumers(app) >= 3
     assert runner.stats.skipped_duplicates - skipped >= 3
-    assert len(a.get(f"{API}/artifacts?position_id={pid}").json["artifacts"]) == 3
+    assert len(a.get(f"{API}/artifacts?position_id={pid}").json) == 3
     assert len(events(app, a.user.id, types={"RiskArtifactComputed"})) == 3
 
     # a PositionAdjusted (full representation) replaces the legs and keeps the fills
@@ -189,11 +189,11 @@ def test_pattern_b_recomputes_from_events_in_the_agreed_shape(app_factory, new_c
          "strike": "5990.00", "right": "put", "quantity": 0, "multiplier": 100}])
     _emit(app, a.user.id, "PositionAdjusted", pid, 4, {"position": adjusted, "change": "legs_added"})
     run_consumers(app)
-    latest = a.get(f"{API}/artifacts?position_id={pid}").json["artifacts"][0]
+    latest = a.get(f"{API}/artifacts?position_id={pid}").json[0]
     assert latest["source_version"] == 4
     _check_vertical_summary(latest["summary"])
     # events of A's position never show up for B
-    assert b.get(f"{API}/artifacts").json["artifacts"] == []
+    assert b.get(f"{API}/artifacts").json == []
     assert b.get(f"{API}/artifacts/{latest['id']}").status_code == 404
 
 
@@ -206,7 +206,7 @@ def test_pattern_b_without_market_inputs_keeps_the_book_only(app_factory, new_cl
          "quantity": 1}]}
     _emit(app, a.user.id, "PositionCreated", pid, 1, {"position": position})
     run_consumers(app)
-    assert a.get(f"{API}/artifacts?position_id={pid}").json["artifacts"] == []
+    assert a.get(f"{API}/artifacts?position_id={pid}").json == []
     assert a.get(f"{API}/market-inputs/NOQUOTE").status_code == 404
 
 
@@ -228,7 +228,7 @@ def test_pattern_b_with_the_real_trade_log(app_factory, new_client, run_consumer
                                                          "occurred_at": "2026-01-05T15:00:00Z"})
         assert f.status_code == 201, f.json
     run_consumers(app)
-    arts = a.get(f"{API}/artifacts?position_id={pid}").json["artifacts"]
+    arts = a.get(f"{API}/artifacts?position_id={pid}").json
     assert arts and arts[0]["source_version"] == 3
     _check_vertical_summary(arts[0]["summary"])
     linked = {x["artifact_id"] for x in a.get(f"/api/positions/{pid}/risk-artifact").json}

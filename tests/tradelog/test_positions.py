@@ -1,6 +1,7 @@
 """Seed section 12 items 1-4 and 8 over HTTP, plus replay, as-of and state transitions."""
 from __future__ import annotations
 
+import json
 import time
 
 from tests.tradelog.conftest import day, dte_of, events_of, key, opt
@@ -160,8 +161,10 @@ def test_list_is_paginated(tl):
     ids = [tl.create([{"instrument_type": "stock", "quantity": 10}], symbol=f"S{i}")["id"] for i in range(3)]
     r = tl.c.get("/api/positions?page=1&page_size=2")
     assert r.status_code == 200 and len(r.json) == 2
-    assert r.headers["X-Total-Count"] == "3"
+    meta = json.loads(r.headers["X-Pagination"])
+    assert (meta["total"], meta["total_pages"], meta["page"], meta["next_page"]) == (3, 2, 1, 2)
     r2 = tl.c.get("/api/positions?page=2&page_size=2")
+    assert len(r2.json) == 1 and "next_page" not in json.loads(r2.headers["X-Pagination"])
     assert {p["id"] for p in r.json + r2.json} == set(ids)
 
 

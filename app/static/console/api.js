@@ -33,6 +33,10 @@ export function newKey() {
  * readOnly marks a POST that changes nothing (e.g. /analyze): it is allowed in read-only mode.
  */
 export async function request(method, path, opts = {}) {
+  return (await send(method, path, opts)).data;
+}
+
+async function send(method, path, opts = {}) {
   const { body, ifMatch, query, readOnly = false } = opts;
   const mutating = MUTATING.has(method) && !readOnly;
   if (mutating) {
@@ -71,10 +75,26 @@ export async function request(method, path, opts = {}) {
   const text = await resp.text();
   if (text) { try { data = JSON.parse(text); } catch { data = { message: text.slice(0, 200) }; } }
   if (!resp.ok) throw new ApiError(resp.status, data);
-  return data;
+  return { data, headers: resp.headers };
 }
 
 export const get = (path, query) => request("GET", path, { query });
+
+/**
+ * Every item of a list endpoint. Lists answer one page (a JSON array) and put the pagination
+ * in the X-Pagination header ({total, page, next_page, ...}); this follows next_page.
+ */
+export async function getAll(path, query = {}) {
+  const items = [];
+  for (let page = 1; page; ) {
+    const { data, headers } = await send("GET", path, { query: { ...query, page, page_size: 500 } });
+    items.push(...data);
+    let meta = {};
+    try { meta = JSON.parse(headers.get("X-Pagination") || "{}"); } catch { /* no metadata: one page */ }
+    page = meta.next_page;
+  }
+  return items;
+}
 export const post = (path, body, opts = {}) => request("POST", path, { ...opts, body });
 export const patch = (path, body, opts = {}) => request("PATCH", path, { ...opts, body });
 export const del = (path, opts = {}) => request("DELETE", path, opts);

@@ -183,7 +183,7 @@ async function resync() {
 
 async function loadTradelog() {
   const [positions, orders, stats] = await Promise.all([
-    api.get("/api/positions", { page_size: 500 }), api.get("/api/orders/active"), api.get("/api/tradelog/stats")]);
+    api.getAll("/api/positions"), api.getAll("/api/orders/active"), api.get("/api/tradelog/stats")]);
   S.positions.replaceAll(positions);
   S.orders.replaceAll(orders);
   S.stats = stats;
@@ -198,9 +198,9 @@ async function loadTradelog() {
 }
 
 async function loadRiskgraph() {
-  const [list, templates] = await Promise.all([api.get("/api/risk-graph/strategies"), api.get("/api/risk-graph/templates")]);
-  S.strategies.replaceAll(list.strategies);
-  S.templates = templates.templates;
+  const [list, templates] = await Promise.all([api.getAll("/api/risk-graph/strategies"), api.getAll("/api/risk-graph/templates")]);
+  S.strategies.replaceAll(list);
+  S.templates = templates;
   renderStrategies(); renderTemplates();
   scheduleGraph();
 }
@@ -383,7 +383,7 @@ $("#pd-close").addEventListener("click", async () => {
 
 async function loadJournal(positionId) {
   try {
-    const entries = await api.get("/api/journal_entries", { position_id: positionId });
+    const entries = await api.getAll("/api/journal_entries", { position_id: positionId });
     if (S.selected !== positionId) return;
     $("#pd-journal").replaceChildren(...entries.map(j => h("li", { class: "journal", dataset: { id: j.id } },
       h("b", {}, `[${j.phase}] ${j.object_of_reflection}`), j.bias_flags?.length ? ` (${j.bias_flags.join(", ")})` : "",
@@ -508,17 +508,17 @@ function moveStrategy(id, delta) {
       return () => { undos.forEach(u => u()); renderStrategies(); scheduleGraph(); };
     },
     send: () => api.post("/api/risk-graph/strategies/reorder", { order }),
-    commit: r => { for (const rep of r.strategies) S.strategies.settle(rep.id, rep); renderStrategies(); scheduleGraph(); },
+    commit: r => { for (const rep of r) S.strategies.settle(rep.id, rep); renderStrategies(); scheduleGraph(); },
   }));
 }
 
 async function showVersions(s) {
-  const r = await act(() => api.get(`/api/risk-graph/strategies/${s.id}/versions`));
+  const r = await act(() => api.getAll(`/api/risk-graph/strategies/${s.id}/versions`));
   if (!r) return;
   const box = $("#versions");
   box.hidden = false;
   $("#versions-title").textContent = `History of ${strategyName(s)}`;
-  $("#versions-body").replaceChildren(...r.versions.map(v => h("tr", { class: "version", dataset: { version: String(v.version) } },
+  $("#versions-body").replaceChildren(...r.map(v => h("tr", { class: "version", dataset: { version: String(v.version) } },
     h("td", {}, `v${v.version}`), h("td", {}, v.change_type), h("td", {}, v.debit ?? "–"), h("td", {}, v.visible ? "shown" : "hidden"),
     h("td", {}, v.change_reason || ""), h("td", {}, fmtTime(v.created_at)))));
 }

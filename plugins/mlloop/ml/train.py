@@ -13,13 +13,16 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from plugins.mlloop.ml import regimes as rg
+from plugins.mlloop.ml import walkforward as wf
 from plugins.mlloop.ml.calibration import fit_calibration
 from plugins.mlloop.ml.data import (
-    CLASS_ORDER, GLOBAL, LABEL_COLUMNS, infer_cat_features, is_missing, iso, prepare_features,
+    CLASS_ORDER, GLOBAL, LABEL_COLUMNS, infer_cat_features, iso, prepare_features,
 )
 from plugins.mlloop.ml.jsonable import jsonable
-from plugins.mlloop.ml.metrics import evaluate_predictions
-from plugins.mlloop.ml.model import TrainedModel, catboost_bytes, predict_models
+from plugins.mlloop.ml.model import TrainedModel, catboost_bytes
+from plugins.mlloop.ml.skill import base_rates
+from plugins.mlloop.ml.walkforward import Rules
 from plugins.mlloop.ml.windows import walk_forward_windows
 
 DEFAULT_PARAMS: dict = {
@@ -48,22 +51,38 @@ def train_model(
     embargo: pd.Timedelta | str = "1D",
     min_train_samples: int = 500,
     max_windows: int | None = None,
+    window: str = "sliding",
     calibration: str = "auto",
     regime_column: str = "regime",
     min_regime_samples: int = 500,
+    regime_min_days: int = 10,
+    regime_condition_column: str | None = "bias_direction",
+    regime_min_condition_share: float = 0.25,
+    regime_min_val_rows: int = 200,
+    regime_min_improvement: float | None = 0.01,
+    day_feature_min_days: int = 60,
+    control: bool = False,
+    control_seed: int = 0,
+    bootstrap: int = 1000,
     progress: ProgressFn | None = None,
     version: str | None = None,
 ) -> TrainedModel:
     """Walk-forward evaluate, calibrate and fit the final selector model.
 
-    1. Windows from :func:`walk_forward_windows`; in each, fit the routed models (global,
-       plus one per regime with >= ``min_regime_samples`` training rows) and score the
-       validation days: metrics per window, and the out-of-sample probabilities are kept.
-    2. :func:`fit_calibration` on the pooled out-of-sample probabilities (time order).
-    3. Final routed models on all rows (regimes with >= ``min_regime_samples`` rows).
+    1. Windows from :func:`walk_forward_windows` (``window``: "sliding" or "expanding");
+       ``walkforward.evaluate`` fits and scores each (the day-level guard, eligible regimes'
+       sub-models), decides which sub-models earned their place, scores the deployed
+       (walk-forward calibrated) forecast against the base rate with a bootstrap bound.
+    2. The final calibrator on every window's out-of-sample output (time order).
+    3. Final models on all rows: the global model (features through the day-level guard)
+       plus the sub-models of regimes that are eligible on all rows and earned their place.
+    4. ``control``: the same walk-forward evaluation on labels permuted across rows (seeded,
+       no final fit): ``metrics["control"]``, what a useless model scores here.
 
-    ``progress(done, total, message)`` is called once at the start, after each window and
-    after the final fit. ``score_column`` is the rule score compared on the same windows.
+    ``progress(done, total, message)`` at the start, after each window (the control's too)
+    and after the final fit. ``score_column`` is the rule score compared on the same windows.
+    Regime and guard knobs: ``walkforward.Rules``; ``regime_min_improvement=None`` keeps
+    every eligible sub-model without the held-out test.
     """
     frame = _validate(data, feature_list, score_column, regime_column)
     frame = frame.sort_values("decision_time", kind="mergesort").reset_index(drop=True)
@@ -73,55 +92,52 @@ def train_model(
     if unknown:
         raise ValueError(f"cat_features not in feature_list: {sorted(unknown)}")
     hp = {**DEFAULT_PARAMS, **(params or {})}
+    rules = Rules(regime_column=regime_column, min_regime_samples=min_regime_samples,
+                  regime_min_days=regime_min_days, regime_condition_column=regime_condition_column,
+                  regime_min_condition_share=regime_min_condition_share,
+                  regime_min_val_rows=regime_min_val_rows,
+                  regime_min_improvement=regime_min_improvement,
+                  day_feature_min_days=day_feature_min_days, calibration=calibration,
+                  bootstrap=bootstrap)
     X = prepare_features(frame, feature_list, cats)
     windows = walk_forward_windows(
-        frame, train_days=train_days, val_days=val_days, step_days=step_days,
-        embargo=embargo, min_train_samples=min_train_samples, max_windows=max_windows,
-    )
-    total = len(windows) + 1
+        frame, train_days=train_days, val_days=val_days, step_days=step_days, embargo=embargo,
+        min_train_samples=min_train_samples, max_windows=max_windows, window=window)
+    total = len(windows) * (2 if control else 1) + 1
+    done = [0]
     _report(progress, 0, total, f"{len(windows)} walk-forward windows")
 
-    window_metrics: list[dict] = []
-    oos_pos: list[np.ndarray] = []
-    oos_probs: list[np.ndarray] = []
-    oos_prof: list[np.ndarray] = []
-    for w in windows:
-        train, val = frame.iloc[w.train_idx], frame.iloc[w.val_idx]
-        keys_train = _regime_keys_for_training(train, regime_column, min_regime_samples)
-        tier_m = _fit_routed(X.iloc[w.train_idx], train["profit_tier"].to_numpy(), keys_train,
-                             cats, hp, "MultiClass")
-        prof_m = _fit_routed(X.iloc[w.train_idx], train["profitable"].astype(int).to_numpy(),
-                             keys_train, cats, hp, "Logloss")
-        val_keys = _route(val, regime_column, tier_m)
-        probs = predict_models(tier_m, X.iloc[w.val_idx], val_keys)
-        p_prof = predict_models(prof_m, X.iloc[w.val_idx], val_keys)[:, 1]
-        m = {**w.describe(), "regime_models": sorted(k for k in tier_m if k != GLOBAL)}
-        m.update(evaluate_predictions(val, probs, p_prof, score_column))
-        window_metrics.append(m)
-        oos_pos.append(w.val_idx)
-        oos_probs.append(probs)
-        oos_prof.append(p_prof)
-        _report(progress, w.index + 1, total,
-                f"window {w.index + 1}/{len(windows)}: auc_ovr={_fmt(m['auc_ovr'])}")
+    def fit(Xf, y, kcats, loss):
+        return _fit_one(Xf, y, kcats, hp, loss)
 
-    pooled: dict = {}
-    if oos_pos:
-        pos = np.concatenate(oos_pos)
-        probs_all = np.concatenate(oos_probs)
-        prof_all = np.concatenate(oos_prof)
-        # Windows overlap when step < val_days: keep each row's latest out-of-sample prediction.
-        last = pd.Series(np.arange(len(pos))).groupby(pos).last().to_numpy()
-        order = last[np.argsort(pos[last], kind="mergesort")]  # time order (frame is sorted)
-        pos, probs_all, prof_all = pos[order], probs_all[order], prof_all[order]
-        pooled = evaluate_predictions(frame.iloc[pos], probs_all, prof_all, score_column)
-        cal = fit_calibration(probs_all, frame["profit_tier"].to_numpy()[pos], method=calibration)
+    def step(label):
+        def on_window(i, info):
+            done[0] += 1
+            _report(progress, done[0], total, f"{label}window {i + 1}/{len(windows)}")
+        return on_window
+
+    result = wf.evaluate(frame, X, feature_list, cats, windows, rules, fit,
+                         score_column=score_column, on_window=step(""))
+    if result.oos_probs is not None:
+        cal = fit_calibration(result.oos_probs, result.oos_y, method=calibration)
     else:
         cal = fit_calibration(np.empty((0, 4)), np.empty(0), method=calibration)
+    control_summary = None
+    if control:
+        shuffled = _shuffled(frame, control_seed)
+        c = wf.evaluate(shuffled, X, feature_list, cats, windows, rules, fit,
+                        score_column=score_column, on_window=step("control "))
+        control_summary = {**wf.summary(c), "seed": control_seed}
 
-    keys_all = _regime_keys_for_training(frame, regime_column, min_regime_samples)
-    tier_final = _fit_routed(X, frame["profit_tier"].to_numpy(), keys_all, cats, hp, "MultiClass")
-    prof_final = _fit_routed(X, frame["profitable"].astype(int).to_numpy(), keys_all, cats, hp,
-                             "Logloss")
+    kept, guard_final = rules.features(frame, feature_list, cats)
+    kcats = [c for c in cats if c in kept]
+    eligible = {r for r, i in rules.eligible(frame).items() if i["eligible"]}
+    # with no held-out rule every eligible regime keeps its sub-model (the old row-count rule)
+    serve = sorted(eligible if regime_min_improvement is None else eligible & result.earned)
+    keys = rg.training_keys(frame, regime_column, serve)
+    Xk = X[kept]
+    tier_final = _fit_routed(Xk, frame["profit_tier"].to_numpy(), keys, kcats, hp, "MultiClass")
+    prof_final = _fit_routed(Xk, frame["profitable"].astype(int).to_numpy(), keys, kcats, hp, "Logloss")
     _report(progress, total, total, "final model trained")
 
     regime_counts = (
@@ -130,23 +146,31 @@ def train_model(
     )
     metrics = {
         "n_windows": len(windows),
-        "windows": window_metrics,
-        "aggregate": _aggregate(window_metrics),
-        "pooled": pooled,
+        "windows": result.windows,
+        "aggregate": _aggregate(result.windows),
+        "pooled": result.pooled,
+        "held_out": result.held_out,
+        "control": control_summary,
         "calibration": cal.decision,
         "regimes": {
             "counts": {str(k): int(v) for k, v in regime_counts.items()},
             "min_samples": min_regime_samples,
+            "eligibility": rules.eligible(frame),
+            "held_out": result.regimes,
             "models": sorted(k for k in tier_final if k != GLOBAL),
         },
-        "feature_importance": _importance(tier_final[GLOBAL], feature_list),
-        "window_spec": {"train_days": train_days, "val_days": val_days, "step_days": step_days,
-                        "embargo": str(pd.Timedelta(embargo)),
+        "day_level_guard": {"final": guard_final, "windows": result.guard},
+        "feature_importance": _importance(tier_final[GLOBAL], kept),
+        "window_spec": {"window": window, "train_days": train_days, "val_days": val_days,
+                        "step_days": step_days, "embargo": str(pd.Timedelta(embargo)),
                         "min_train_samples": min_train_samples, "max_windows": max_windows},
+        "rules": rules.spec(),
+        # the tier frequencies of the training rows: the base-rate forecast live scores face
+        "base_rate": [float(v) for v in base_rates(frame["profit_tier"].to_numpy())],
     }
     model = TrainedModel(
-        feature_list=feature_list,
-        cat_features=cats,
+        feature_list=kept,
+        cat_features=kcats,
         hyperparameters=hp,
         tier_models={k: catboost_bytes(m) for k, m in tier_final.items()},
         profitable_models={k: catboost_bytes(m) for k, m in prof_final.items()},
@@ -167,6 +191,17 @@ def train_model(
     return model
 
 
+def _shuffled(data: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``data`` with its label columns permuted across rows together (seeded)."""
+    frame = data.reset_index(drop=True).copy()
+    perm = np.random.default_rng(seed).permutation(len(frame))
+    cols = [c for c in LABEL_COLUMNS if c in frame]
+    frame[cols] = frame[cols].iloc[perm].to_numpy()
+    for c in cols:
+        frame[c] = frame[c].astype(data[c].dtype)
+    return frame
+
+
 def shuffled_label_control(
     data: pd.DataFrame, feature_list: Sequence[str], *, seed: int = 0, **train_kwargs
 ) -> TrainedModel:
@@ -175,13 +210,7 @@ def shuffled_label_control(
     The label columns move together (a row keeps a consistent label set) while features,
     times and the rule score stay put, so any skill left over is leakage or overfitting.
     """
-    frame = data.reset_index(drop=True).copy()
-    perm = np.random.default_rng(seed).permutation(len(frame))
-    cols = [c for c in LABEL_COLUMNS if c in frame]
-    frame[cols] = frame[cols].iloc[perm].to_numpy()
-    for c in cols:
-        frame[c] = frame[c].astype(data[c].dtype)
-    return train_model(frame, feature_list, **train_kwargs)
+    return train_model(_shuffled(data, seed), feature_list, **train_kwargs)
 
 
 
@@ -213,26 +242,6 @@ def _fit_one(X, y, cats, hp, loss):
     model = catboost_classifier(hp, loss)
     model.fit(X, y, cat_features=list(cats))
     return model
-
-
-def _regime_keys_for_training(frame: pd.DataFrame, regime_column: str,
-                              min_samples: int) -> np.ndarray:
-    if regime_column not in frame:
-        return np.full(len(frame), GLOBAL, dtype=object)
-    regimes = np.array([None if is_missing(r) else str(r) for r in frame[regime_column]],
-                       dtype=object)
-    counts = pd.Series(regimes).value_counts(dropna=True)
-    eligible = {r for r, c in counts.items() if c >= min_samples}
-    return np.array([r if r in eligible else GLOBAL for r in regimes], dtype=object)
-
-
-def _route(frame: pd.DataFrame, regime_column: str, models: Mapping) -> np.ndarray:
-    if regime_column not in frame:
-        return np.full(len(frame), GLOBAL, dtype=object)
-    return np.array([str(r) if (not is_missing(r) and str(r) in models) else GLOBAL
-                     for r in frame[regime_column]], dtype=object)
-
-
 
 
 def _importance(model, feature_list: Sequence[str]) -> dict:

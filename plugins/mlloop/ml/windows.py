@@ -11,6 +11,9 @@ import pandas as pd
 from plugins.mlloop.ml.data import NAT, as_utc_ns, from_ns, iso, to_ns
 
 
+WINDOW_KINDS = ("sliding", "expanding")
+
+
 @dataclass(frozen=True)
 class Window:
     """One walk-forward split. Index arrays are positions (``iloc``) into the input frame."""
@@ -77,12 +80,16 @@ def walk_forward_windows(
     embargo: pd.Timedelta | str = "1D",
     min_train_samples: int = 0,
     max_windows: int | None = None,
+    window: str = "sliding",
 ) -> list[Window]:
     """Walk-forward windows over the trading days present in ``data.decision_time``.
 
     Days are UTC dates that have at least one idea (so weekends and holidays do not eat a
-    window). Window *i* trains on ``train_days`` days, validates on the next ``val_days``
-    days, and the next window starts ``step_days`` later. Training rows are then purged and
+    window). ``window="sliding"``: window *i* trains on ``train_days`` days, validates on the
+    next ``val_days`` days, and the next window starts ``step_days`` later.
+    ``window="expanding"``: every window trains on all the days before its validation block
+    (at least ``train_days`` of them), so training spans more and more days and day-level
+    features cannot stand in for the per-idea signal as easily. Training rows are then purged and
     embargoed against the validation interval (:func:`purge_and_embargo`), so no training
     row's label_time reaches the validation start. Windows whose training set ends up
     smaller than ``min_train_samples`` or whose validation set is empty are skipped.
@@ -90,6 +97,8 @@ def walk_forward_windows(
     """
     if train_days < 1 or val_days < 1 or step_days < 1:
         raise ValueError("train_days, val_days and step_days must be >= 1")
+    if window not in WINDOW_KINDS:
+        raise ValueError(f"window must be one of {WINDOW_KINDS}, not {window!r}")
     dt = as_utc_ns(data["decision_time"])
     lt = as_utc_ns(data["label_time"]) if "label_time" in data else np.full(len(dt), NAT)
     day_ns = 86_400 * 10**9
@@ -98,7 +107,7 @@ def walk_forward_windows(
     windows: list[Window] = []
     last_start = len(days) - train_days - val_days
     for start in range(0, last_start + 1, step_days):
-        train_start = days[start]
+        train_start = days[0] if window == "expanding" else days[start]
         val_start = days[start + train_days]
         val_end = days[start + train_days + val_days - 1] + day_ns
         candidates = np.flatnonzero((dt >= train_start) & (dt < val_start))

@@ -12,12 +12,14 @@ import sqlalchemy as sa
 from optionsmath.decimals import cents
 
 from app import errors
+from plugins.mlloop import events
 from plugins.mlloop.domain import features as fx
 from plugins.mlloop.tables import ml_feature_snapshots
 
-DECISIONS = "mlloop.decisions"
-FEATURES = "mlloop.features"
-PNL = "mlloop.pnl"
+# The topic names (the Topic objects, with their schemas, are in plugins.mlloop.events).
+DECISIONS = events.DECISIONS.name
+FEATURES = events.FEATURES.name
+PNL = events.PNL.name
 
 NAMESPACE = uuid.UUID("0b8f2d3e-6c1a-5e47-9a2b-4d7c1f0e8a91")
 

@@ -25,6 +25,8 @@ from bus import outbox
 from bus.envelope import parse_time
 from plugins.mlloop.domain import features as fx
 from plugins.mlloop.domain import ideas, labels, rules
+from plugins.mlloop.events import DECISIONS as DECISIONS_TOPIC
+from plugins.mlloop.events import FEATURES as FEATURES_TOPIC
 from plugins.mlloop.ml.scale import blend
 from plugins.mlloop.service import scoring_plan
 from plugins.mlloop.service.common import (
@@ -257,9 +259,9 @@ def _decide(conn, user_id, batch, keys, ids, tracked, market, context_id, decisi
                                   code="concurrent_scoring")
         raise
     for part in chunks(dec_specs, 5000):
-        outbox.emit_many(conn, DECISIONS, part)
+        DECISIONS_TOPIC.emit_many(conn, part)
     for part in chunks(feat_specs, 5000):
-        outbox.emit_many(conn, FEATURES, part)
+        FEATURES_TOPIC.emit_many(conn, part)
     return results
 
 

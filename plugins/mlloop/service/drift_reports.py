@@ -16,7 +16,8 @@ from app.db import utcnow
 from plugins.mlloop.ml import drift
 from plugins.mlloop.ml.model import TrainedModel
 from plugins.mlloop.ml.scale import probability_to_score
-from plugins.mlloop.service.registry import _emit, champion, model_blob
+from plugins.mlloop.events import MODELS
+from plugins.mlloop.service.registry import champion, model_blob
 from plugins.mlloop.service.training_data import load_recent_features
 from plugins.mlloop.tables import ml_decisions, ml_drift_reports, ml_models
 
@@ -75,8 +76,9 @@ def check_drift(conn, *, model_id: int | None = None, regime: str | None = None,
                   share_drifted=float(report["share_drifted"]), score_psi=score_psi,
                   report=report, actor_user_id=actor_user_id)
     rid = conn.execute(ml_drift_reports.insert().values(**values)).inserted_primary_key[0]
-    _emit(conn, "DriftChecked", model_id, {
+    MODELS.emit(conn, "DriftChecked", aggregate_type="ml_model", aggregate_id=str(model_id),
+                user_id=actor_user_id, payload={
         "report_id": rid, "model_id": model_id, "drift_detected": values["drift_detected"],
         "share_drifted": values["share_drifted"], "score_psi": score_psi,
-        "drifted_features": report["drifted_features"]}, actor_user_id)
+        "drifted_features": report["drifted_features"]})
     return {"id": rid, **values}

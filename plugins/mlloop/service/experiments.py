@@ -11,10 +11,11 @@ from optionsmath.decimals import quantize
 from app import errors
 from app.db import utcnow
 from plugins.mlloop.domain import features
+from plugins.mlloop.events import MODELS
 from plugins.mlloop.ml import abtest
 from plugins.mlloop.ml.jsonable import jsonable
 from plugins.mlloop.service.registry import (
-    _audit, _dec4, _emit, _set_status, champion, get_model, promote,
+    _audit, _dec4, _set_status, champion, get_model, promote,
 )
 from plugins.mlloop.service.settings import lock_registry
 from plugins.mlloop.service.training_data import decision_frame
@@ -142,10 +143,11 @@ def check_experiments(conn, *, now=None, actor_user_id=None) -> list[dict]:
             values.update(_result_columns(result))
         if decision.stop:
             values.update(status="stopped", stop_reason=decision.reason, ended_at=now)
-            _emit(conn, "ExperimentConcluded", exp["id"], {
+            MODELS.emit(conn, "ExperimentConcluded", aggregate_type="ml_experiment", aggregate_id=str(exp["id"]),
+                        user_id=actor_user_id, payload={
                 "experiment_id": exp["id"], "winner": values.get("winner"),
                 "stop_reason": decision.reason, "p_value": (result or {}).get("p_value"),
-                "promoted_model_id": None}, actor_user_id)
+                "promoted_model_id": None})
         conn.execute(ml_experiments.update().where(ml_experiments.c.id == exp["id"]).values(**values))
         out.append({"experiment_id": exp["id"], "stop": decision.stop, "reason": decision.reason,
                     "winner": values.get("winner"), "p_value": (result or {}).get("p_value")})
@@ -194,10 +196,11 @@ def conclude_experiment(conn, experiment_id: int, *, promote_winner: bool = True
                               "concluded_by": actor_user_id},
                   **_result_columns(result))
     conn.execute(ml_experiments.update().where(ml_experiments.c.id == experiment_id).values(**values))
-    _emit(conn, "ExperimentConcluded", experiment_id, {
+    MODELS.emit(conn, "ExperimentConcluded", aggregate_type="ml_experiment", aggregate_id=str(experiment_id),
+                user_id=actor_user_id, payload={
         "experiment_id": experiment_id, "winner": values["winner"],
         "stop_reason": exp["stop_reason"] or "concluded", "p_value": result.get("p_value"),
-        "promoted_model_id": promoted}, actor_user_id)
+        "promoted_model_id": promoted})
     return get_experiment(conn, experiment_id, evaluate=False)
 
 

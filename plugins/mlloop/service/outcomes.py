@@ -27,10 +27,10 @@ from optionsmath.decimals import to_decimal
 
 from app import errors
 from app.db import new_id, utcnow
-from bus import outbox
 from plugins.mlloop.domain import calendar as fx
 from plugins.mlloop.domain import ideas, labels, ledger
-from plugins.mlloop.service.common import PNL, chunks
+from plugins.mlloop.events import PNL as PNL_TOPIC
+from plugins.mlloop.service.common import chunks
 from plugins.mlloop.tables import (
     daily_performance, ml_decisions, ml_labels, pnl_events, tracked_idea_snapshots, tracked_ideas,
     user_trade_actions,
@@ -172,7 +172,7 @@ def record_pnl_events(conn, user_id: int, events: list[dict]) -> dict:
     for part in chunks(updates, 5000):
         conn.execute(stmt, part)
     for part in chunks(specs, 5000):
-        outbox.emit_many(conn, PNL, part)
+        PNL_TOPIC.emit_many(conn, part)
     return {"recorded": len(pnl_rows), "snapshots": len(snap_rows), "settled": settled, "events": out}
 
 

@@ -12,12 +12,13 @@ from optionsmath.decimals import quantize
 
 from app import errors
 from app.db import utcnow
-from bus import outbox
 from bus.envelope import parse_time
 from plugins.mlloop.domain import features
-from plugins.mlloop.service.settings import lock_registry
+from plugins.mlloop.events import MODELS
+from plugins.mlloop.ml import gates
+from plugins.mlloop.service.settings import get_settings, lock_registry
 from plugins.mlloop.tables import (
-    MODELS_TOPIC, ml_drift_reports, ml_experiments, ml_model_audit, ml_models,
+    ml_drift_reports, ml_experiments, ml_model_audit, ml_models,
 )
 
 MODEL_NAME = "trade_selector"
@@ -41,7 +42,13 @@ def get_model(conn, model_id: int, *, with_metrics: bool = True) -> dict:
     r = conn.execute(sa.select(*cols).where(ml_models.c.id == model_id)).first()
     if r is None:
         raise errors.NotFound(f"model {model_id} not found")
-    return _model_out(r._mapping)
+    out = _model_out(r._mapping)
+    if with_metrics:
+        metrics = out["metrics"]
+        if isinstance(metrics, str):
+            metrics = out["metrics"] = json.loads(metrics)
+        out["gates"] = gate_report(conn, model_id, metrics or {})
+    return out
 
 
 def champion(conn, regime: str | None = None) -> dict | None:
@@ -82,12 +89,6 @@ def _set_status(conn, model_id: int, status: str, **values) -> None:
                  .values(status=status, **values))
 
 
-def _emit(conn, type_: str, aggregate_id, payload: dict, actor=None) -> None:
-    outbox.emit(conn, MODELS_TOPIC, type_, aggregate_type="ml_model" if "Experiment" not in type_
-                else "ml_experiment", aggregate_id=str(aggregate_id), aggregate_version=None,
-                payload=payload, user_id=actor)
-
-
 def register_model(conn, model, *, regime: str | None, dataset_hash: str,
                    reference: dict | None, actor_user_id: int | None = None,
                    description: str | None = None, name: str = MODEL_NAME,
@@ -119,12 +120,13 @@ def register_model(conn, model, *, regime: str | None, dataset_hash: str,
     model_id = conn.execute(ml_models.insert().values(**values)).inserted_primary_key[0]
     _audit(conn, model_id, "registered", None, "validating", regime=regime, actor=actor_user_id,
            reason=description)
-    _emit(conn, "ModelTrained", model_id, {
+    MODELS.emit(conn, "ModelTrained", aggregate_type="ml_model", aggregate_id=str(model_id),
+                user_id=actor_user_id, payload={
         "model_id": model_id, "model_name": name, "model_version": version,
         "content_id": model.model_id, "regime": regime,
         "feature_set_version": feature_set_version, "dataset_hash": dataset_hash,
         "parent_model_id": values["parent_model_id"],
-        "metrics": {k: v for k, v in agg.items() if isinstance(v, (int, float))}}, actor_user_id)
+        "metrics": {k: v for k, v in agg.items() if isinstance(v, (int, float))}})
     return get_model(conn, model_id)
 
 
@@ -151,14 +153,31 @@ def promotion_blockers(conn, model_id: int) -> list[dict]:
                                f"{', '.join(report['report'].get('drifted_features') or []) or 'score drift'}"
                                "; check drift for the candidate first",
                     "report_id": report["id"]})
+    for g in gates.failed(gate_report(conn, model_id)):
+        out.append({"code": f"gate_{g['name']}", "gate": g["name"], "message": g["message"],
+                    "value": g["value"], "threshold": g["threshold"]})
     return out
+
+
+def gate_report(conn, model_id: int, metrics: dict | None = None) -> dict:
+    """The promotion gates (``ml.gates``) on the model's recorded held-out evidence, with the
+    current gate settings."""
+    if metrics is None:
+        metrics = conn.execute(sa.select(ml_models.c.metrics).where(ml_models.c.id == model_id)).scalar()
+        if metrics is None:
+            raise errors.NotFound(f"model {model_id} not found")
+        if isinstance(metrics, str):
+            metrics = json.loads(metrics)
+    return gates.evaluate(metrics, gates.GateConfig.from_settings(get_settings(conn)))
 
 
 def promote(conn, model_id: int, *, actor_user_id: int | None = None, reason: str | None = None
             ) -> dict:
     """Make ``model_id`` the champion of its regime scope; the previous champion is retired.
 
-    Refused (409) on a feature-set mismatch or drift over threshold (``promotion_blockers``),
+    Refused (409) on a feature-set mismatch, drift over threshold or a failed promotion gate
+    (code ``gate_<name>``: too few held-out windows or samples, no skill beyond doubt, no
+    shuffled-label control, or no skill above it; ``promotion_blockers``),
     or when the model is already champion."""
     lock_registry(conn)
     m = get_model(conn, model_id, with_metrics=False)
@@ -180,9 +199,10 @@ def promote(conn, model_id: int, *, actor_user_id: int | None = None, reason: st
     _set_status(conn, model_id, "champion", deployed_at=now, retired_at=None)
     _audit(conn, model_id, "promoted", m["status"], "champion", regime=m["regime"],
            replaced=old["id"] if old else None, actor=actor_user_id, reason=reason)
-    _emit(conn, "ModelPromoted", model_id, {
+    MODELS.emit(conn, "ModelPromoted", aggregate_type="ml_model", aggregate_id=str(model_id),
+                user_id=actor_user_id, payload={
         "model_id": model_id, "regime": m["regime"], "to_status": "champion",
-        "replaced_model_id": old["id"] if old else None, "reason": reason}, actor_user_id)
+        "replaced_model_id": old["id"] if old else None, "reason": reason})
     return get_model(conn, model_id)
 
 
@@ -216,9 +236,9 @@ def rollback(conn, *, regime: str | None = None, actor_user_id: int | None = Non
     _set_status(conn, prev, "champion", deployed_at=now, retired_at=None)
     _audit(conn, prev, "restored", prev_row["status"], "champion", regime=regime,
            replaced=before, actor=actor_user_id, reason=reason)
-    _emit(conn, "ModelRolledBack", prev, {"model_id": prev, "regime": regime,
-                                          "replaced_model_id": current["id"], "reason": reason},
-          actor_user_id)
+    MODELS.emit(conn, "ModelRolledBack", aggregate_type="ml_model", aggregate_id=str(prev),
+                user_id=actor_user_id, payload={"model_id": prev, "regime": regime,
+                                          "replaced_model_id": current["id"], "reason": reason})
     return get_model(conn, prev)
 
 

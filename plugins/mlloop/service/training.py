@@ -12,9 +12,14 @@ from plugins.mlloop.service import registry, training_data
 
 Progress = Callable[[float, str], None]
 
-TRAIN_DEFAULTS = dict(train_days=5, val_days=1, step_days=1, embargo_days=1.0,
-                      min_train_samples=500, max_windows=None, min_regime_samples=500,
-                      calibration="auto")
+# The loop's procedure (docs/mlloop-models.md): expanding walk-forward windows (every window
+# trains on all earlier days, at least ``train_days``), sub-models only where a regime earned
+# its place, day-level features left out while training spans < 60 days, and the
+# shuffled-label control run with every training (the promotion gates compare with it).
+TRAIN_DEFAULTS = dict(window="expanding", train_days=10, val_days=2, step_days=2, embargo_days=1.0,
+                      min_train_samples=500, max_windows=10, min_regime_samples=500,
+                      regime_min_days=10, regime_min_val_rows=200, regime_min_improvement=0.01,
+                      day_feature_min_days=60, control=True, calibration="auto")
 MIN_ROWS = 50
 
 
@@ -53,11 +58,16 @@ def train_frame(frame, *, params: Mapping | None = None, options: Mapping | None
     cat_features = training_data.CAT_FEATURES if cat_features is None else cat_features
     return train_model(
         frame, feature_list, cat_features=list(cat_features), score_column="original_score",
-        params=params, train_days=int(o["train_days"]), val_days=int(o["val_days"]),
-        step_days=int(o["step_days"]), embargo=pd.Timedelta(days=float(o["embargo_days"])),
+        params=params, window=o["window"], train_days=int(o["train_days"]),
+        val_days=int(o["val_days"]), step_days=int(o["step_days"]),
+        embargo=pd.Timedelta(days=float(o["embargo_days"])),
         min_train_samples=int(o["min_train_samples"]), max_windows=o["max_windows"],
         calibration=o["calibration"], regime_column=training_data.REGIME_COLUMN,
-        min_regime_samples=int(o["min_regime_samples"]), progress=progress)
+        min_regime_samples=int(o["min_regime_samples"]), regime_min_days=int(o["regime_min_days"]),
+        regime_min_val_rows=int(o["regime_min_val_rows"]),
+        regime_min_improvement=float(o["regime_min_improvement"]),
+        day_feature_min_days=int(o["day_feature_min_days"]), control=bool(o["control"]),
+        progress=progress)
 
 
 def train(db, *, params: Mapping | None = None, options: Mapping | None = None,

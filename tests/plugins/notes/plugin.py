@@ -9,16 +9,16 @@ import click
 import sqlalchemy as sa
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from app import conn, errors, requires_if_match, user
+from app import errors
 from app.auth import admin_only
-from app.concurrency import if_match_version, versioned_update
 from app import fields as tf
+from app.concurrency import versioned_update
 from app.db import Money, UtcDateTime, new_id, utcnow
 from app.hookspecs import SSEStream, Topic, Veto, hookimpl
-from bus import outbox
+from app.plugins import migrations_branch
+from app.web import Blueprint, conn, user
 from bus.consumer import batch
 
 PLUGIN_NAME = "notes"
@@ -66,6 +66,9 @@ class NoteCreated(Schema):
     title = fields.String()
 
 
+TOPIC = Topic("notes.events", "Test notes' domain events.", {"NoteCreated": NoteCreated, "NoteUpdated": NotePatch})
+
+
 # -- service (no Flask) -----------------------------------------------------------------
 def create_note(c, user_id: int, data: dict) -> dict:
     row = dict(id=new_id(), user_id=user_id, title=data["title"], amount=data.get("amount"),
@@ -73,8 +76,8 @@ def create_note(c, user_id: int, data: dict) -> dict:
     c.execute(notes.insert().values(**row))
     if data.get("sleep"):
         time.sleep(data["sleep"])
-    outbox.emit(c, "notes.events", "NoteCreated", aggregate_type="note", aggregate_id=row["id"],
-                aggregate_version=1, payload={"id": row["id"], "title": row["title"]}, user_id=user_id)
+    TOPIC.emit(c, "NoteCreated", aggregate_type="note", aggregate_id=row["id"], aggregate_version=1,
+               payload={"id": row["id"], "title": row["title"]}, user_id=user_id)
     if data.get("fail"):
         raise RuntimeError("asked to fail after writing")
     return row
@@ -89,8 +92,8 @@ def update_note(c, user_id: int, note_id: str, data: dict, expected: int) -> dic
     values = {k: v for k, v in data.items() if k in ("title", "amount")}
     version = versioned_update(c, notes, id_value=note_id, user_id=user_id, expected=expected,
                                values=values, current=lambda: get_note(c, user_id, note_id))
-    outbox.emit(c, "notes.events", "NoteUpdated", aggregate_type="note", aggregate_id=note_id,
-                aggregate_version=version, payload=values, user_id=user_id)
+    TOPIC.emit(c, "NoteUpdated", aggregate_type="note", aggregate_id=note_id, aggregate_version=version,
+               payload=values, user_id=user_id)
     return get_note(c, user_id, note_id)
 
 
@@ -113,6 +116,7 @@ blp = Blueprint("notes", __name__, url_prefix="/api/notes", description="Test no
 class Notes(MethodView):
     @blp.arguments(NoteIn)
     @blp.response(201, Note)
+    @blp.versioned
     def post(self, data):
         """Create a note."""
         if not current_app.config.get("NOTES_TEST_KNOBS", True):
@@ -123,6 +127,7 @@ class Notes(MethodView):
 @blp.route("/<note_id>")
 class OneNote(MethodView):
     @blp.response(200, Note)
+    @blp.versioned
     def get(self, note_id):
         """Get a note."""
         note = get_note(conn(), user().id, note_id)
@@ -130,12 +135,12 @@ class OneNote(MethodView):
             raise errors.NotFound("note not found")
         return note
 
-    @requires_if_match
     @blp.arguments(NotePatch)
     @blp.response(200, Note)
-    def patch(self, data, note_id):
+    @blp.versioned(if_match=True)
+    def patch(self, data, note_id, expected):
         """Change a note (If-Match)."""
-        return update_note(conn(), user().id, note_id, data, expected=if_match_version())
+        return update_note(conn(), user().id, note_id, data, expected=expected)
 
 
 @blp.route("/echo")
@@ -173,12 +178,12 @@ def register_tables():
 
 @hookimpl
 def register_migrations():
-    return ("notes", os.path.join(os.path.dirname(__file__), "migrations"))
+    return migrations_branch(__name__)
 
 
 @hookimpl
 def register_topics():
-    return [Topic("notes.events", "Test notes' domain events.", {"NoteCreated": NoteCreated, "NoteUpdated": NotePatch})]
+    return [TOPIC]
 
 
 @hookimpl
