@@ -360,7 +360,7 @@ class Tokens(MethodView):
     @blp.response(201, NewTokenSchema)
     def post(self, data):
         """Create an API token; the token is in this response only."""
-        from app import conn as request_conn
+        from app.web import conn as request_conn
         out = create_token(request_conn(), current_user().id, data.get("label"))
         return {**out, "current": False}
 
@@ -372,7 +372,7 @@ class OneToken(MethodView):
         """Revoke one of your tokens: it stops working at once and every browser session
         started with it ends (open SSE streams close within SSE_AUTH_RECHECK_SECONDS).
         Revoking a revoked token changes nothing; another user's token is 404."""
-        from app import conn as request_conn
+        from app.web import conn as request_conn
         revoke_token(request_conn(), token_id, user_id=current_user().id)
 
 
@@ -397,7 +397,7 @@ class OneSession(MethodView):
     def delete(self, session_id):
         """End one of your browser sessions (e.g. one left signed in elsewhere); 404 if it is
         not yours or already over."""
-        from app import conn as request_conn
+        from app.web import conn as request_conn
         from app import sessions
         if not sessions.destroy_public(request_conn(), current_user().id, session_id):
             raise errors.NotFound("session not found")

@@ -84,9 +84,9 @@ def guard(ext) -> None:
     if request.method not in UNSAFE:
         return
     from app.auth import via_session
-    from app.security import _view_marked
+    from app.routing import view_marked
     cookie = via_session()
-    if not cookie and not _view_marked("_tl_csrf_login"):
+    if not cookie and not view_marked("_tl_csrf_login"):
         return
     check_origin(require=cookie)
     check_json_body()

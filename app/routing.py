@@ -47,3 +47,22 @@ def check_route() -> None:
         resp.headers["Allow"] = ", ".join(allowed)
         abort(resp)
     raise MethodNotAllowed(valid_methods=allowed)
+
+
+def view_marked(attr: str) -> bool:
+    """Whether the matched view (function, MethodView method, or its blueprint) carries
+    ``attr`` (the marks ``app.auth.admin_only`` and the CSRF sign-in mark set)."""
+    endpoint = request.endpoint
+    if endpoint is None:
+        return False
+    view = current_app.view_functions.get(endpoint)
+    if getattr(view, attr, False):
+        return True
+    cls = getattr(view, "view_class", None)
+    if cls is not None and getattr(getattr(cls, request.method.lower(), None), attr, False):
+        return True
+    if request.blueprint:
+        bp = current_app.blueprints.get(request.blueprint)
+        if getattr(bp, attr, False):
+            return True
+    return False

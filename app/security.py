@@ -14,28 +14,10 @@ Order of answers, for every route of every plugin (docs/security.md):
 """
 from __future__ import annotations
 
-from flask import current_app, g, request
+from flask import g
 
 from app import errors
-
-
-def _view_marked(attr: str) -> bool:
-    """Whether the matched view (function, MethodView method, or its blueprint) carries
-    ``attr``."""
-    endpoint = request.endpoint
-    if endpoint is None:
-        return False
-    view = current_app.view_functions.get(endpoint)
-    if getattr(view, attr, False):
-        return True
-    cls = getattr(view, "view_class", None)
-    if cls is not None and getattr(getattr(cls, request.method.lower(), None), attr, False):
-        return True
-    if request.blueprint:
-        bp = current_app.blueprints.get(request.blueprint)
-        if getattr(bp, attr, False):
-            return True
-    return False
+from app.routing import view_marked as _view_marked
 
 
 def before_request(ext) -> None:
