@@ -230,6 +230,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     from app import auth, core_views
     api.register_blueprint(auth.blp)
     api.register_blueprint(core_views.blp)
+    from app import jobs
+    jobs.init_app(app, ext_)  # ext_.jobs, /api/jobs, /sse/jobs (before the SSE routes below)
     owners: dict[tuple[str, str], str] = {}
     _claim_routes(app, owners, "host")
     for plugin, blps in ext_.plugins.call("register_blueprints", app=app):

@@ -8,6 +8,7 @@
     tradeloop plugins                                enabled/installed plugins and what they add
     tradeloop relay [--once]                         outbox -> Kafka
     tradeloop worker [--group G] [--once]            run the enabled plugins' subscriptions
+    tradeloop jobs worker|submit|run|list|...        background jobs and the schedule (app/jobs)
     tradeloop deadletters list|requeue ID            failed events, never silently dropped
 """
 from __future__ import annotations
@@ -38,7 +39,9 @@ def _create_app(*_args, **_kw):
 @click.option("--migrate/--no-migrate", default=None, help="Migrate on start (default: yes on SQLite).")
 @click.option("--workers/--no-workers", "run_workers", default=None,
               help="Run the relay and the bus consumers in this process (default: yes on the in-process bus).")
-def serve(host, port, demo, migrate, run_workers):
+@click.option("--jobs/--no-jobs", "run_jobs", default=None,
+              help="Start a job worker process beside the server (default: yes on the embedded SQLite job queue).")
+def serve(host, port, demo, migrate, run_workers, run_jobs):
     """Serve the API, SSE streams and console with gevent."""
     NoDelayWSGIServer = _nodelay_server_class()
     app = current_app._get_current_object()
@@ -56,6 +59,10 @@ def serve(host, port, demo, migrate, run_workers):
         run_workers = not ext.bus.needs_relay
     if run_workers:
         start_background_workers(ext)
+    if run_jobs is None:
+        run_jobs = ext.jobs.queue.backend == "sqlite"
+    if run_jobs:
+        _start_job_worker()
     click.echo(f"tradeloop on http://{host}:{port}  (docs: /docs, console: /console, plugins: "
                f"{', '.join(ext.plugins.names) or 'none'}, database: {ext.db.dialect}, "
                f"bus: {ext.bus.name}, cache: {ext.cache.name})")
@@ -69,6 +76,21 @@ def serve(host, port, demo, migrate, run_workers):
     import signal
     signal.signal(signal.SIGTERM, on_sigterm)
     server.serve_forever()
+
+
+def _start_job_worker():
+    """A job worker in its own process, so training never shares this process's CPU; it
+    dies with the server."""
+    import atexit
+    from app.jobs.worker import start_process
+    proc = start_process()
+
+    def stop():
+        if proc.poll() is None:
+            proc.terminate()
+    atexit.register(stop)
+    click.echo(f"job worker: pid {proc.pid}")
+    return proc
 
 
 def _nodelay_server_class():
@@ -295,7 +317,9 @@ def dl_requeue(dead_letter_id):
 cli = FlaskGroup(create_app=_create_app, add_default_commands=False, set_debug_flag=False,
                  load_dotenv=False, help="tradeloop: the back end for an options trader's desk.")
 from app.auth_cli import tokens as tokens_cli  # noqa: E402
-for command in (serve, db_cli, users_cli, tokens_cli, plugins_cmd, relay_cmd, worker_cmd, dl_cli):
+from app.jobs.cli import jobs_cli  # noqa: E402  (light: Huey is imported only when used)
+
+for command in (serve, db_cli, users_cli, tokens_cli, plugins_cmd, relay_cmd, worker_cmd, dl_cli, jobs_cli):
     if not isinstance(command, click.Group):  # (AppGroup commands get an app context already)
         command.callback = with_appcontext(command.callback)
     cli.add_command(command)

@@ -55,6 +55,19 @@ DEFAULTS = {
     "SSE_AUTH_RECHECK_SECONDS": 30.0,
     # One relay publishes per stream set; another takes over this long after it stops renewing.
     "RELAY_LEASE_SECONDS": 10.0,
+    # Background jobs (app/jobs, docs/jobs.md). The queue is Redis when REDIS_URL is set, else
+    # a SQLite file (JOBS_SQLITE_PATH, default: beside the SQLite database).
+    "JOBS_SQLITE_PATH": None,
+    "JOBS_WORKER_THREADS": 2,          # jobs one worker process runs at once
+    "JOBS_WORKER_NICE": 10,            # CPU priority below the web process's (0: unchanged)
+    "JOBS_LEASE_SECONDS": 30.0,        # a run not heartbeating this long is presumed dead
+    "JOBS_PROGRESS_SECONDS": 1.0,      # at most one progress write/event per job this often
+    "JOBS_TICK_SECONDS": 5.0,          # each worker's recovery + schedule tick
+    "JOBS_REQUEUE_AFTER_SECONDS": 30.0,  # a queued job with no message this long is re-enqueued
+    "JOBS_SCHEDULE": None,             # per-deployment overrides: "name=off; name=every 600; ..."
+    "JOBS_SCHEDULE_CATCHUP_SECONDS": 86400.0,  # missed slots this far back still run (once)
+    # Processes for CPU work a request waits for (app.jobs.offloop); 0 = one less than the cores.
+    "CPU_POOL_SIZE": 0,
 }
 
 

@@ -28,6 +28,48 @@ class SSEStream:
 
 
 @dataclasses.dataclass(frozen=True)
+class JobKind:
+    """A kind of background job (``register_job_kinds``): long or CPU-heavy work that runs on a
+    job worker, never on the web process's loop.
+
+    ``run`` is a plain service function (no Flask, no Huey). The worker calls it with the
+    arguments it names among: ``db`` (``app.db.Database``: open short transactions yourself;
+    hold none across the heavy part), ``params`` (the job's parameters as a dict, validated at
+    submission by ``params_schema``), ``progress`` (``progress(fraction, message="")`` with
+    ``fraction`` in 0..1: shown to the user, throttled; it raises to stop the work when the job
+    was cancelled), ``user_id`` (who submitted it; ``None`` for a scheduled run) and
+    ``job_id``. It returns a JSON-serialisable result (or ``None``) and raises to fail: an
+    ``app.errors.DomainError`` becomes the job's error with its code and message.
+    """
+    name: str                                  # "<plugin>.<what>", e.g. "mlloop.train"
+    run: Callable[..., Any]
+    description: str = ""
+    params_schema: Any = None                  # marshmallow Schema class (None: params must be {})
+    admin_only: bool = False                   # only admins submit it; every admin sees its jobs
+    max_attempts: int = 1                      # runs allowed when a worker dies mid-job (1: fail it)
+    retry_on: tuple = ()                       # exception classes retried (backoff) up to max_attempts
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleEntry:
+    """A recurring job (``register_schedule``). Exactly one of ``every_seconds``, ``cron`` or
+    ``moments`` says when: slots every N seconds (aligned to the Unix epoch), a cron line
+    ``"minute hour day month weekday"`` in UTC, or ``moments(after)`` giving the next moment
+    (an aware UTC datetime) strictly after ``after``, e.g. the next settlement moment from
+    ``optionsmath``. Each due slot runs once across every worker (one job row per slot); slots
+    missed while no worker ran coalesce into one run. ``JOBS_SCHEDULE`` overrides or turns
+    entries off per deployment (docs/jobs.md)."""
+    name: str                                  # unique, e.g. "tradelog.settle_expired"
+    kind: str                                  # the job kind to submit
+    every_seconds: float | None = None
+    cron: str | None = None
+    moments: Callable[[Any], Any] | None = None
+    params: dict = dataclasses.field(default_factory=dict)
+    description: str = ""
+    enabled: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
 class Veto:
     """A reason an action may not go ahead (returned by ``check_order_allowed``)."""
     source: str       # e.g. "daily_loss_limit"
@@ -74,6 +116,18 @@ class HookSpecs:
     @hookspec
     def register_commands(self) -> list:
         """Return click commands or groups to add to the ``tradeloop`` CLI."""
+
+    @hookspec
+    def register_job_kinds(self) -> list[JobKind]:
+        """Return ``JobKind`` objects: the background work the plugin offers. Jobs are submitted
+        with ``app.jobs.submit(conn, kind, params, user_id)`` (or ``POST /api/jobs``), run on a
+        job worker (``tradeloop jobs worker``) and are visible as rows at /api/jobs. A kind name
+        has one owner."""
+
+    @hookspec
+    def register_schedule(self) -> list[ScheduleEntry]:
+        """Return ``ScheduleEntry`` objects: jobs the schedule submits by itself (each run is a
+        job with a record). An entry's name has one owner; its kind must be declared."""
 
     @hookspec
     def health_checks(self, app) -> dict[str, Callable[[], tuple[bool, str]]]:

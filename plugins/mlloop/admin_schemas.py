@@ -101,6 +101,9 @@ class TrainOptions(Schema):
 
 class TrainIn(Schema):
     regime = REGIME
+    feature_set_version = fields.String(allow_none=True, validate=validate.Length(min=1, max=20), metadata={
+        "description": "train on the ideas scored under this declared feature set, with its extra features "
+                       "(default: the built-in set)"})
     params = fields.Nested(TrainParams, load_default=dict)
     options = fields.Nested(TrainOptions, load_default=dict)
     description = fields.String(allow_none=True, validate=validate.Length(max=500))
@@ -244,8 +247,13 @@ class CheckList(Schema):
 
 
 class EvalQuery(Schema):
+    """Evaluation filters (unknown query parameters are 422, as unknown body fields are)."""
     since = tf.UtcDateTime(metadata={"description": "start of the window (inclusive)"})
     until = tf.UtcDateTime(metadata={"description": "end of the window (exclusive); must be after `since` (422)"})
+    user_id = fields.Integer(validate=validate.Range(1, 2**31 - 1),
+                             metadata={"description": "one user's decisions (default: everyone's)"})
+    model_id = fields.Integer(validate=validate.Range(1, 2**31 - 1),
+                              metadata={"description": "the decisions one model scored (default: any)"})
 
     @validates_schema
     def _order(self, data, **kw):
@@ -327,6 +335,48 @@ class RegimeRow(Schema):
 class RegimeBreakdown(Schema):
     k = fields.Integer(required=True)
     regimes = fields.List(fields.Nested(RegimeRow), required=True)
+
+
+class TierSkill(Schema):
+    brier = fields.Float(allow_none=True)
+    brier_base = fields.Float(allow_none=True)
+    bss = fields.Float(allow_none=True)
+
+
+class LiveSkill(Schema):
+    n = fields.Integer(required=True, metadata={"description": "settled decisions with a logged tier forecast and a model base rate"})
+    brier = fields.Float(allow_none=True, metadata={"description": "multi-class Brier of the logged calibrated tier forecasts"})
+    brier_base = fields.Float(allow_none=True, metadata={"description": "the same for each decision's model's training base rate"})
+    bss = fields.Float(allow_none=True, metadata={"description": "Brier skill score: 1 - brier / brier_base"})
+    tiers = fields.Dict(keys=fields.String(), values=fields.Nested(TierSkill), required=True)
+
+
+class Live(Schema):
+    n = fields.Integer(required=True, metadata={"description": "settled decisions in scope"})
+    with_ml_score = fields.Integer(required=True)
+    win_rate = fields.Float(allow_none=True)
+    auc_ml_score = fields.Float(allow_none=True, metadata={"description": "pooled AUC of the logged ML score for `profitable`"})
+    auc_p_profitable = fields.Float(allow_none=True, metadata={"description": "pooled AUC of the logged P(profitable)"})
+    auc_rule = fields.Float(allow_none=True, metadata={"description": "pooled AUC of original_score (the rules) on the same decisions"})
+    skill = fields.Nested(LiveSkill, required=True)
+    models = fields.List(fields.Integer(), required=True, metadata={"description": "the models that scored them"})
+
+
+class TierProbabilitiesIn(Schema):
+    decision_ids = fields.List(fields.String(validate=validate.Length(equal=36)), required=True,
+                               validate=validate.Length(min=1, max=1000))
+
+
+class TierProbabilities(Schema):
+    decision_id = fields.String(required=True)
+    model_id = fields.Integer(allow_none=True)
+    tier_probabilities = fields.List(fields.Float(), allow_none=True, metadata={"description": "recomputed from the stored features with the model's blob"})
+    p_profitable = fields.Float(allow_none=True)
+    ml_score = fields.Float(allow_none=True)
+    logged_ml_score = fields.Float(allow_none=True)
+    logged_tier_probabilities = fields.List(fields.Float(), allow_none=True)
+    matches = fields.Boolean(required=True, metadata={"description": "the recomputed ML score (2 places) equals the logged one"})
+    reason = fields.String(allow_none=True)
 
 
 class Criterion(Schema):

@@ -9,16 +9,17 @@ service call, response out. Schemas are in ``admin_schemas.py``.
 from __future__ import annotations
 
 from flask.views import MethodView
+from marshmallow import RAISE
 
-from app.web import Blueprint, conn
 from app.auth import admin_only, require_admin
+from app.web import Blueprint, conn
 from plugins.mlloop import service
 from plugins.mlloop.admin_schemas import (
     AuditSchema, CheckList, Checklist, ConcludeIn, DriftIn, DriftQuery,
     DriftReportSchema, EvalQuery, ExperimentIn, ExperimentQuery,
-    ExperimentSchema, MlVsRules, MlVsRulesQuery, ModelDetail, ModelQuery,
+    ExperimentSchema, Live, MlVsRules, MlVsRulesQuery, ModelDetail, ModelQuery,
     ModelSchema, ReasonIn, RegimeBreakdown, ReplaySchema, RollbackIn, ScoreOutcomes,
-    ScoreOutcomesQuery, SettingsSchema, TrainIn,
+    ScoreOutcomesQuery, SettingsSchema, TierProbabilities, TierProbabilitiesIn, TrainIn,
 )
 
 blp = admin_only(Blueprint("mlloop_admin", __name__, url_prefix="/api/admin/ml",
@@ -51,13 +52,16 @@ class Train(MethodView):
     @blp.arguments(TrainIn)
     @blp.response(201, ModelDetail)
     def post(self, data):
-        """Train a model on every user's settled ideas (walk-forward, purged, embargoed) and
-        register it as `validating`. Runs synchronously: meant for small data; use
-        `tradeloop ml train` for real runs. 409 `insufficient_data` when too few ideas."""
+        """Train a model on every user's settled ideas of a feature set (expanding
+        walk-forward windows, purged, embargoed; the shuffled-label control beside it) and
+        register it as `validating`; the response shows the promotion gates' figures. Runs
+        synchronously: meant for small data; use `tradeloop ml train` for real runs. 409
+        `insufficient_data` when too few ideas; 422 naming `feature_set_version` if undeclared."""
         actor = _admin()
         return service.training.train(conn(), params=data["params"], options=data["options"],
-                              regime=data.get("regime"), actor_user_id=actor,
-                              description=data.get("description"))
+                                      regime=data.get("regime"), actor_user_id=actor,
+                                      description=data.get("description"),
+                                      feature_set_version=data.get("feature_set_version"))
 
 
 @blp.route(f"/models/{MID}")
@@ -215,37 +219,58 @@ class Abort(MethodView):
 # -- evaluation (mid-week plan) -------------------------------------------------------------
 @blp.route("/evaluation/score-outcomes")
 class ScoreOutcomesView(MethodView):
-    @blp.arguments(ScoreOutcomesQuery, location="query")
+    @blp.arguments(ScoreOutcomesQuery, location="query", unknown=RAISE)
     @blp.response(200, ScoreOutcomes)
     def get(self, args):
         """Settled decisions by score bucket (0-20 ... 80-100): count, average P&L, win
         rate and the difference to the baseline."""
         _admin()
-        frame = service.training_data.decision_frame(conn(), since=args.get("since"), until=args.get("until"))
-        return service.evaluation.score_outcomes(frame, args["score"])
+        return service.evaluation.score_outcomes_report(conn(), **args)
 
 
 @blp.route("/evaluation/ml-vs-rules")
 class MlVsRulesView(MethodView):
-    @blp.arguments(MlVsRulesQuery, location="query")
+    @blp.arguments(MlVsRulesQuery, location="query", unknown=RAISE)
     @blp.response(200, MlVsRules)
     def get(self, args):
         """Where ML agreed with the rules and where it diverged by more than `threshold`
         points, and whether it was right."""
         _admin()
-        frame = service.training_data.decision_frame(conn(), since=args.get("since"), until=args.get("until"))
-        return service.evaluation.ml_vs_rules(frame, args["threshold"])
+        return service.evaluation.ml_vs_rules_report(conn(), **args)
 
 
 @blp.route("/evaluation/regime-breakdown")
 class RegimeBreakdownView(MethodView):
-    @blp.arguments(EvalQuery, location="query")
+    @blp.arguments(EvalQuery, location="query", unknown=RAISE)
     @blp.response(200, RegimeBreakdown)
     def get(self, args):
         """Per VIX regime: outcomes and how well the ML and rule scores rank them."""
         _admin()
-        frame = service.training_data.decision_frame(conn(), since=args.get("since"), until=args.get("until"))
-        return service.evaluation.regime_breakdown(frame)
+        return service.evaluation.regime_breakdown_report(conn(), **args)
+
+
+@blp.route("/evaluation/live")
+class LiveView(MethodView):
+    @blp.arguments(EvalQuery, location="query", unknown=RAISE)
+    @blp.response(200, Live)
+    def get(self, args):
+        """Live performance of the logged decisions (scope: `user_id`, `model_id`, time): pooled
+        AUC of the ML score, of P(profitable) and of the rules for `profitable`, and the Brier of
+        the logged calibrated tier forecasts beside each model's training base rate (skill)."""
+        _admin()
+        return service.evaluation.live_report(conn(), **args)
+
+
+@blp.route("/decisions/tier-probabilities")
+class TierProbabilitiesView(MethodView):
+    @blp.arguments(TierProbabilitiesIn)
+    @blp.response(200, TierProbabilities(many=True))
+    def post(self, data):
+        """Tier probabilities of many logged decisions in one call (read-only): each
+        re-scored from its stored features with its model's blob (one load per model), beside
+        what was logged."""
+        _admin()
+        return service.replay.tier_probabilities(conn(), data["decision_ids"])
 
 
 @blp.route("/evaluation/go-live-checklist")

@@ -18,7 +18,11 @@ class DecisionRecorded(Schema):
     selector_params_version = fields.Integer()
     feature_snapshot_id = fields.String()
     original_score = tf.Money(places=2)
+    rule_source = fields.String(metadata={"description": "selector | user"})
     ml_score = tf.Money(places=2, allow_none=True)
+    p_profitable = fields.Float(allow_none=True)
+    tier_probabilities = fields.List(fields.Float(), allow_none=True)
+    feature_set_version = fields.String()
     final_score = tf.Money(places=2)
     rule_components = fields.Dict()
     ml_weight = fields.Float()
@@ -30,6 +34,7 @@ class DecisionRecorded(Schema):
     exploration = fields.Boolean()
     idea = fields.Dict()
     features = fields.Dict()
+    extra_features = fields.Dict(allow_none=True)
 
 
 class FeatureSnapshotTaken(Schema):
@@ -43,6 +48,7 @@ class FeatureSnapshotTaken(Schema):
     feature_extractor_version = fields.String()
     gex_calc_version = fields.String()
     vix_regime_classifier_version = fields.String()
+    extra_features = fields.Dict(allow_none=True, metadata={"description": "a declared feature set's extra values"})
 
 
 class PnlRecorded(Schema):

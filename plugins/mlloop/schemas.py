@@ -28,12 +28,15 @@ class MarketSnapshotIn(Schema):
     spot = _money(0.01, 1_000_000, required=True)
     vix = _num(1, 500, required=True)
     vix3m = _num(1, 500, required=True)
-    gex_total = _num(-1e12, 1e12, required=True, metadata={"description": "dealer gamma, dollars per 1% move"})
-    gex_call_wall = _money(0.01, 1_000_000, required=True)
-    gex_put_wall = _money(0.01, 1_000_000, required=True)
-    gex_gamma_flip = _money(0.01, 1_000_000, required=True)
-    market_mode = fields.String(required=True, validate=validate.Length(min=1, max=20))
-    bias_lfi = _num(-1, 1, required=True)
+    # a user's own stream may not have these: absent or null = unknown, a missing value for the
+    # features, the rule score (treated as neutral) and the models
+    gex_total = _num(-1e12, 1e12, allow_none=True, load_default=None,
+                     metadata={"description": "dealer gamma, dollars per 1% move; null = unknown"})
+    gex_call_wall = _money(0.01, 1_000_000, allow_none=True, load_default=None)
+    gex_put_wall = _money(0.01, 1_000_000, allow_none=True, load_default=None)
+    gex_gamma_flip = _money(0.01, 1_000_000, allow_none=True, load_default=None)
+    market_mode = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=20))
+    bias_lfi = _num(-1, 1, allow_none=True, load_default=None)
     es_futures_premium = _num(-0.99, 0.99, allow_none=True, load_default=None)
     tnx_level = _num(0, 99, allow_none=True, load_default=None)
     dxy_level = _num(0, 9999, allow_none=True, load_default=None)
@@ -106,6 +109,15 @@ class IdeaIn(Schema):
                    metadata={"description": "net premium per share, signed: + paid (long), - received (short)"})
     quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000))
     symbol = fields.String(load_default="SPX", validate=validate.Length(min=1, max=20))
+    decision_time = tf.UtcDateTime(metadata={
+        "description": "this idea's own decision time (default: the request's); not before the context's as_of"})
+    rule_score = _money(0, 100, places=2, allow_none=True, load_default=None, metadata={
+        "description": "your own rule score (0..100), recorded as original_score (rule_source 'user') "
+                       "instead of the selector's formula"})
+    features = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=40)), values=fields.Raw(allow_none=True),
+                           load_default=None, metadata={
+        "description": "extra feature values of the request's declared feature_set_version: "
+                       "{name: number | string | null}"})
 
     @validates_schema
     def _geometry(self, data, **kw):
@@ -124,6 +136,8 @@ class IdeaIn(Schema):
 class ScoreIn(Schema):
     context_id = fields.String(required=True, validate=CONTEXT_ID)
     decision_time = tf.UtcDateTime(metadata={"description": "defaults to the context's as_of; not before it"})
+    feature_set_version = fields.String(validate=validate.Length(min=1, max=20), metadata={
+        "description": "a declared feature set whose extra features the ideas carry (default: built-in)"})
     ideas = fields.List(fields.Nested(IdeaIn), required=True, validate=validate.Length(min=1, max=20_000))
 
 
@@ -132,8 +146,16 @@ class ScoredIdea(Schema):
     idea_id = fields.String(required=True)
     decision_id = fields.String(required=True)
     tracked_idea_id = fields.String(required=True)
+    decision_time = tf.UtcDateTime(required=True, metadata={"description": "this idea's decision time"})
     original_score = tf.Money(places=2, required=True)
-    ml_score = tf.Money(places=2, allow_none=True, required=True)
+    rule_source = fields.String(required=True, metadata={"description": "selector (the rule formula) | user (sent with the idea)"})
+    ml_score = tf.Money(places=2, allow_none=True, required=True, metadata={
+        "description": "the ML score (0..100): clamp(50 + 50 EV) of the calibrated profit-tier forecast, "
+                       "EV = -1 p0 + 0 p1 + 0.5 p2 + 1 p3 -- a ranking score, not a probability; null without a model"})
+    p_profitable = fields.Float(allow_none=True, metadata={
+        "description": "P(profitable) = p2 + p3 of the same calibrated tier forecast; null without a model"})
+    tier_probabilities = fields.List(fields.Float(), allow_none=True, metadata={
+        "description": "the calibrated forecast [p(big loss), p(small loss), p(small win), p(big win)]"})
     final_score = tf.Money(places=2, required=True)
     rule_components = fields.Dict(required=True)
     model_id = fields.Integer(allow_none=True)
@@ -149,6 +171,7 @@ class ScoreOut(Schema):
     context_id = fields.String(required=True)
     decision_time = tf.UtcDateTime(required=True)
     selector_params_version = fields.Integer(required=True)
+    feature_set_version = fields.String(required=True)
     scoring_mode = fields.String(required=True)
     ideas = fields.List(fields.Nested(ScoredIdea), required=True)
 
@@ -168,7 +191,10 @@ class Decision(Schema):
     selector_params_version = fields.Integer(required=True)
     feature_snapshot_id = fields.String(required=True)
     original_score = tf.Money(places=2, required=True)
+    rule_source = fields.String()
     ml_score = tf.Money(places=2, allow_none=True)
+    p_profitable = fields.Float(allow_none=True)
+    tier_probabilities = fields.List(fields.Float(), allow_none=True)
     final_score = tf.Money(places=2, required=True)
     rule_components = fields.Dict()
     ml_weight = fields.Float()
@@ -180,9 +206,27 @@ class Decision(Schema):
     exploration = fields.Boolean()
     action_taken = fields.String()
     features = fields.Dict(allow_none=True)
+    extra_features = fields.Dict(allow_none=True, metadata={"description": "a declared feature set's extra values"})
     idea = fields.Dict(allow_none=True)
     selector_params = fields.Dict(allow_none=True)
     model = fields.Dict()
+
+
+class FeatureSetIn(Schema):
+    version = fields.String(required=True, validate=validate.Length(min=1, max=20), metadata={
+        "description": "the feature_set_version models of this stream are keyed by (not the built-in one)"})
+    numeric = fields.List(fields.String(validate=validate.Length(min=1, max=40)), load_default=list)
+    categorical = fields.List(fields.String(validate=validate.Length(min=1, max=40)), load_default=list)
+    description = fields.String(allow_none=True, validate=validate.Length(max=500))
+
+
+class FeatureSet(Schema):
+    version = fields.String(required=True)
+    user_id = fields.Integer(required=True, metadata={"description": "who declared it"})
+    numeric = fields.List(fields.String(), required=True)
+    categorical = fields.List(fields.String(), required=True)
+    description = fields.String(allow_none=True)
+    created_at = tf.UtcDateTime(required=True)
 
 
 # -- ideas and the ledger ----------------------------------------------------------------------

@@ -46,12 +46,14 @@ ml_market_snapshots = sa.Table(
     sa.Column("spot", sa.Float(53), nullable=False),
     sa.Column("vix", sa.Float(53), nullable=False),
     sa.Column("vix3m", sa.Float(53), nullable=False),
-    sa.Column("gex_total", sa.Float(53), nullable=False),
-    sa.Column("gex_call_wall", sa.Float(53), nullable=False),
-    sa.Column("gex_put_wall", sa.Float(53), nullable=False),
-    sa.Column("gex_gamma_flip", sa.Float(53), nullable=False),
-    sa.Column("market_mode", sa.String(20), nullable=False),
-    sa.Column("bias_lfi", sa.Float(53), nullable=False),
+    # what a user's own stream may not have: missing = unknown (features and the rule score
+    # treat it as missing; migration mlloop_0003 made these nullable)
+    sa.Column("gex_total", sa.Float(53), nullable=True),
+    sa.Column("gex_call_wall", sa.Float(53), nullable=True),
+    sa.Column("gex_put_wall", sa.Float(53), nullable=True),
+    sa.Column("gex_gamma_flip", sa.Float(53), nullable=True),
+    sa.Column("market_mode", sa.String(20), nullable=True),
+    sa.Column("bias_lfi", sa.Float(53), nullable=True),
     sa.Column("es_futures_premium", sa.Float(53)),
     sa.Column("tnx_level", sa.Float(53)),
     sa.Column("dxy_level", sa.Float(53)),
@@ -165,6 +167,11 @@ ml_decisions = sa.Table(
     sa.Column("experiment_id", sa.Integer),
     sa.Column("experiment_arm", sa.String(20)),                 # champion | challenger
     sa.Column("exploration", sa.Boolean, nullable=False),
+    # mlloop_0003: the calibrated tier forecast behind ml_score, P(profitable) = p2 + p3, and
+    # where original_score came from ('selector' | 'user'; NULL on older rows = 'selector')
+    sa.Column("tier_probabilities", JSONType, nullable=True),
+    sa.Column("p_profitable", sa.Float, nullable=True),
+    sa.Column("rule_source", sa.String(10), nullable=True),
     sa.Column("action_taken", sa.String(20), nullable=False),   # 'ranked' (later actions: user_trade_actions)
     sa.Column("rank", sa.Integer, nullable=False),              # 1-based within its request
     sa.Column("recorded_at", UtcDateTime, nullable=False),
@@ -229,10 +236,25 @@ ml_feature_snapshots = sa.Table(
     sa.Column("width", sa.Integer),
     sa.Column("strike_vs_spot", _dec(10, 6)),
     sa.Column("original_score", _dec(6, 2)),
+    # mlloop_0003: a declared feature set's extra values {name: number | str | null}
+    sa.Column("extra_features", JSONType, nullable=True),
     sa.Column("recorded_at", UtcDateTime, nullable=False),
     sa.Index("ix_ml_feature_snapshots_idea_time", "tracked_idea_id", "snapshot_time"),
     sa.Index("ix_ml_feature_snapshots_version", "feature_set_version"),
     sa.Index("ix_ml_feature_snapshots_user_time", "user_id", "snapshot_time"),
+)
+
+# Feature sets a user's stream declares (mlloop_0003): the built-in features plus extra
+# numeric / categorical ones, under a version the model registry keys models by. A version
+# is one definition for everyone (models are system-wide); its declarer owns it.
+ml_feature_sets = sa.Table(
+    "ml_feature_sets", metadata,
+    sa.Column("version", sa.String(20), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("numeric", JSONType, nullable=False),       # extra numeric feature names
+    sa.Column("categorical", JSONType, nullable=False),   # extra categorical feature names
+    sa.Column("description", sa.String(500)),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
 # -- the P&L ledger (append-only) ---------------------------------------------------------

@@ -51,15 +51,46 @@ class SelectorParams(MethodView):
         return service.selector_params.create_params(conn(), user().id, data)
 
 
+@blp.route("/feature-sets")
+class FeatureSets(MethodView):
+    @blp.response(200, s.FeatureSet(many=True))
+    @blp.paginated
+    def get(self):
+        """Declared feature sets (the built-in one, ``v1.0``, has no extras and is not listed)."""
+        return service.feature_sets.list_sets(conn())
+
+    @blp.arguments(s.FeatureSetIn)
+    @blp.response(201, s.FeatureSet)
+    @blp.alt_response(200, schema=s.FeatureSet, description="already declared with these features (unchanged)")
+    def post(self, data):
+        """Declare a feature set: extra numeric and categorical features your ideas carry when
+        scored under its version (``feature_set_version`` in /score), which models trained on it
+        use. 409 ``feature_set_exists`` if the version means other features."""
+        row, created = service.feature_sets.declare(conn(), user().id, data)
+        return row, 201 if created else 200
+
+
+@blp.route("/feature-sets/<string(maxlength=20):version>")
+class OneFeatureSet(MethodView):
+    @blp.response(200, s.FeatureSet)
+    def get(self, version):
+        """A declared feature set."""
+        return service.feature_sets.get(conn(), version)
+
+
 @blp.route("/score")
 class Score(MethodView):
     @blp.arguments(s.ScoreIn)
     @blp.response(200, s.ScoreOut)
     def post(self, data):
         """Score a batch of ideas against a market context: ranked by ``final_score`` with
-        ``original_score`` (rules), ``ml_score`` (null without a model) and a decision id each.
-        The same idea in the same context returns the same decision (nothing new is recorded).
-        Decisions and features travel on ``mlloop.decisions`` / ``mlloop.features``."""
+        ``original_score`` (rules: the selector's, or the idea's own ``rule_score``),
+        ``ml_score`` (the calibrated tier forecast on a 0..100 scale; null without a model)
+        with ``p_profitable`` beside it, and a decision id each. Ideas may carry their own
+        ``decision_time`` and, under a declared ``feature_set_version``, extra ``features``;
+        an entry price outside the structure's bounds is 422 naming the field. The same idea
+        in the same context returns the same decision (nothing new is recorded). Decisions and
+        features travel on ``mlloop.decisions`` / ``mlloop.features``."""
         c = conn()
         mode = ext().scoring_mode(c, user().id)
         return service.decisions.score_ideas(c, user().id, data, mode=mode)

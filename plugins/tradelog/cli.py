@@ -2,6 +2,8 @@
 
     tradeloop tradelog settle-expired [--user NAME] [--at TIME]
     tradeloop tradelog settlement-price UNDERLYING EXPIRY PRICE [--time AM|PM] --user NAME
+    tradeloop import FILE --format generic|ibkr_flex|tastytrade --user NAME [--timezone TZ]
+                          [--dry-run] [--skip-bad-rows]
 """
 from __future__ import annotations
 
@@ -60,10 +62,9 @@ def settle_expired_cmd(user_name, at):
     from plugins.tradelog import settlement
 
     def go(conn):
-        with click.progressbar(length=1, label="settling", file=click.get_text_stream("stderr")) as bar:
-            def progress(done, total):
-                bar.length = max(total, 1)
-                bar.update(done - bar.pos)
+        with click.progressbar(length=1000, label="settling", file=click.get_text_stream("stderr")) as bar:
+            def progress(fraction, message=""):
+                bar.update(int(fraction * 1000) - bar.pos)
             return settlement.settle_expired(conn, _time(at), user_id=_user_id(conn, user_name), progress=progress)
     _out(_run(go))
 
@@ -83,3 +84,35 @@ def settlement_price_cmd(underlying, expiry, price, settlement_time, user_name):
         raise click.BadParameter("EXPIRY is YYYY-MM-DD and PRICE a number") from None
     _out(_run(lambda c: settlement.set_settlement_price(c, _user_id(c, user_name), {
         "underlying": underlying, "expiry": day, "settlement_time": settlement_time, "price": value})))
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", required=True, type=click.Choice(["generic", "ibkr_flex", "tastytrade"]),
+              help="The file's layout (docs/tradelog.md, 'Importing executions').")
+@click.option("--user", "user_name", required=True, help="Whose trade log.")
+@click.option("--timezone", help="IANA zone of times without an offset (default: the exchange's).")
+@click.option("--dry-run", is_flag=True, help="Print the reconciliation report; write nothing.")
+@click.option("--skip-bad-rows", is_flag=True, help="Import the good rows and list the bad ones.")
+def import_cmd(file, fmt, user_name, timezone, dry_run, skip_bad_rows):
+    """Import a broker's CSV of executions into a user's trade log (one transaction: all of it
+    or nothing), with a progress bar; prints the import record and its report (JSON)."""
+    from plugins.tradelog import imports
+    with open(file, "rb") as f:
+        content = f.read()
+
+    def go(conn):
+        with click.progressbar(length=1000, label="importing", file=click.get_text_stream("stderr")) as bar:
+            def progress(fraction, message=""):
+                bar.update(int(fraction * 1000) - bar.pos)
+            return imports.import_file(conn, _user_id(conn, user_name), content, {
+                "format": fmt, "timezone": timezone, "dry_run": dry_run, "skip_bad_rows": skip_bad_rows,
+                "filename": file.rsplit("/", 1)[-1]}, progress=progress)
+    try:
+        with current_app.extensions["tradeloop"].db.transaction() as conn:
+            record = go(conn)
+    except errors.DomainError as exc:
+        for line in ((exc.errors or {}).get("files") or {}).get("file", [])[:20]:
+            click.echo(f"  {line}", err=True)
+        raise click.ClickException(exc.message)
+    _out(record)

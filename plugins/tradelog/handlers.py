@@ -18,7 +18,9 @@ def on_risk_artifact_computed(conn, event) -> None:
     try:
         service.link_risk_artifact(conn, event.user_id, p["position_id"],
                                    {"artifact_id": str(p["artifact_id"]),
-                                    "computed_at": parse_time(p.get("computed_at")) or event.recorded_at})
+                                    "computed_at": parse_time(p.get("computed_at")) or event.recorded_at,
+                                    "source_version": p.get("source_version")
+                                    if isinstance(p.get("source_version"), int) else None})
     except errors.NotFound:
         pass
 

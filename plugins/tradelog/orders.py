@@ -205,13 +205,12 @@ def execute_order(conn, user_id: int, order_id: str, data: dict, check_order_all
             if new else iter(())
         pid, leg_ids = target, [m["id"] if m is not None else next(added) for m in matched]
     fee = data.get("fees") or ZERO
-    position = None
-    for i, (leg_id, t, price) in enumerate(zip(leg_ids, tpl["legs"], prices)):
-        result = service.record_fill(
-            conn, user_id, pid, {"leg_id": leg_id, "price": price, "quantity": t["quantity"], "fees": fee if i == 0 else ZERO,
-             "occurred_at": occurred_at},
-            order_id=order_id, slippage=(slippage if i == 0 else ZERO) if slippage is not None else None)
-        position = result["position"]
+    done = service.record_fills(conn, user_id, pid, [
+        {"leg_id": leg_id, "price": price, "quantity": t["quantity"], "fees": fee if i == 0 else ZERO,
+         "occurred_at": occurred_at, "order_id": order_id,
+         "slippage": (slippage if i == 0 else ZERO) if slippage is not None else None}
+        for i, (leg_id, t, price) in enumerate(zip(leg_ids, tpl["legs"], prices))])
+    position = done[-1]["position"]
     if reduces and all(not leg["open_quantity"] for leg in position["legs"]):
         position = service.close_position(conn, user_id, position["id"], {"closed_at": occurred_at},
                                           expected=position["version"])

@@ -40,7 +40,7 @@ def register_sse_streams():
 
 @hookimpl
 def register_commands():
-    return [cli.group]
+    return [cli.group, cli.import_cmd]
 
 
 @hookimpl

@@ -13,6 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from app import fields as tf
 from bus.topic import Topic
+from plugins.tradelog.imports.formats import FORMATS
 
 STATUSES = ("planned", "open", "closed")
 INSTRUMENTS = ("option", "stock", "future")
@@ -155,6 +156,13 @@ class PositionListArgs(Schema):
 
 class AsOfArgs(Schema):
     as_of = Time(metadata={"description": "answer from what was recorded by this system time"})
+    version = fields.Integer(validate=validate.Range(min=1, max=2_000_000_000),
+                             metadata={"description": "answer with this version of the position"})
+
+    @validates_schema
+    def _one(self, data, **kwargs):
+        if data.get("as_of") is not None and data.get("version") is not None:
+            raise ValidationError({"version": ["give as_of or version, not both"]})
 
 
 class FillIn(Schema):
@@ -285,6 +293,19 @@ class JournalIn(Schema):
     bias_flags = Tags()
     notes = fields.String(allow_none=True, validate=validate.Length(max=20_000))
     phase = fields.String(required=True, validate=validate.OneOf(PHASES))
+    risk_artifact_id = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=64),
+                                     metadata={"description": "the riskgraph artifact looked at (default: the "
+                                                              "latest linked to the position)"})
+    risk_strategy_id = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1, max=64),
+                                     metadata={"description": "a riskgraph strategy looked at"})
+    risk_strategy_version = fields.Integer(allow_none=True, load_default=None,
+                                           validate=validate.Range(min=1, max=2_000_000_000))
+
+    @validates_schema
+    def _strategy(self, data, **kwargs):
+        if (data.get("risk_strategy_id") is None) != (data.get("risk_strategy_version") is None):
+            raise ValidationError({"risk_strategy_version": ["give risk_strategy_id and risk_strategy_version "
+                                                             "together"]})
 
 
 class JournalListArgs(Schema):
@@ -294,6 +315,9 @@ class JournalListArgs(Schema):
 class RiskArtifactIn(Schema):
     artifact_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     computed_at = Time(required=True)
+    source_version = fields.Integer(strict=True, load_default=None, allow_none=True,
+                                    validate=validate.Range(min=1, max=2_000_000_000),
+                                    metadata={"description": "the position version it was computed from"})
 
 
 # -- representations --------------------------------------------------------------------
@@ -461,6 +485,17 @@ class JournalEntry(Schema):
     risk_strategy_version = fields.Integer(allow_none=True)
 
 
+class JournalLinks(Schema):
+    position = fields.String(required=True, metadata={"description": "the position at the entry's version"})
+    snapshot = fields.String(required=True, metadata={"description": "its snapshot at that version"})
+    risk_artifact = fields.String(allow_none=True, metadata={"description": "riskgraph's artifact (its curves)"})
+    risk_strategy_versions = fields.String(allow_none=True)
+
+
+class JournalEntryLinked(JournalEntry):
+    links = fields.Nested(JournalLinks, required=True)
+
+
 class Settlement(Schema):
     id = fields.String(required=True)
     position_id = fields.String(required=True)
@@ -582,6 +617,7 @@ class RiskArtifactRef(Schema):
     artifact_id = fields.String(required=True)
     computed_at = tf.UtcDateTime(required=True)
     linked_at = tf.UtcDateTime(required=True)
+    position_version = fields.Integer(allow_none=True)
 
 
 class EventOut(Schema):
@@ -637,6 +673,105 @@ class Stats(Schema):
     by_strategy = fields.List(fields.Nested(StrategyPerformance), required=True)
     group_by = fields.String(validate=validate.OneOf(GROUP_BYS))
     groups = fields.List(fields.Nested(GroupPerformance))
+
+
+# -- imports --------------------------------------------------------------------------------
+IMPORT_FORMATS = FORMATS
+
+
+class ImportForm(Schema):
+    format = fields.String(required=True, validate=validate.OneOf(IMPORT_FORMATS),
+                           metadata={"description": "generic (our CSV), ibkr_flex (Interactive Brokers Flex Query "
+                                                    "trades, CSV), tastytrade (transaction history CSV)"})
+    timezone = fields.String(load_default=None, validate=validate.Length(min=1, max=64),
+                             metadata={"description": "IANA zone of times without an offset (default: the "
+                                                      "exchange's, America/New_York)"})
+    dry_run = fields.Boolean(load_default=False, metadata={"description": "answer the report, write nothing"})
+    skip_bad_rows = fields.Boolean(load_default=False, metadata={"description": "import the good rows and list the "
+                                                                               "bad ones (default: a bad row "
+                                                                               "rejects the file)"})
+
+
+class ImportFile(Schema):
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary",
+                                               "description": "the CSV file (UTF-8, at most 20 MB / 20,000 rows)"})
+
+
+class ReportRow(Schema):
+    line = fields.Integer(required=True)
+    column = fields.String()
+    reason = fields.String()
+    fingerprint = fields.String()
+
+
+class ReportPosition(Schema):
+    position_id = fields.String(required=True)
+    symbol = fields.String()
+    underlying = fields.String()
+    legs = fields.Integer()
+    opened_at = fields.String()
+    rolled_from = fields.String(allow_none=True)
+    line = fields.Integer()
+
+
+class ReportFill(Schema):
+    line = fields.Integer(required=True)
+    position_id = fields.String(required=True)
+    leg_id = fields.String(required=True)
+    quantity = fields.Integer(required=True)
+    price = fields.String(required=True)
+
+
+class ReportSettlement(Schema):
+    line = fields.Integer(required=True)
+    position_id = fields.String(required=True)
+    leg_id = fields.String(required=True)
+    kind = fields.String(required=True)
+    quantity = fields.Integer()
+    price = fields.String()
+    delivered_quantity = fields.Integer(allow_none=True)
+    delivery_line = fields.Integer(allow_none=True)
+
+
+class ReportClosed(Schema):
+    position_id = fields.String(required=True)
+    closed_at = fields.String()
+    realized_pnl = fields.String(allow_none=True)
+
+
+class ImportReport(Schema):
+    format = fields.String(required=True)
+    timezone = fields.String(required=True)
+    dry_run = fields.Boolean(required=True)
+    rows = fields.Integer(required=True, metadata={"description": "data rows read (executions and bad rows)"})
+    executions = fields.Integer(required=True)
+    positions_created = fields.List(fields.Nested(ReportPosition), required=True)
+    fills_matched = fields.List(fields.Nested(ReportFill), required=True,
+                                metadata={"description": "fills recorded into positions that existed before"})
+    fills_recorded = fields.Integer(required=True)
+    settlements = fields.List(fields.Nested(ReportSettlement), required=True)
+    positions_closed = fields.List(fields.Nested(ReportClosed), required=True)
+    duplicates = fields.List(fields.Nested(ReportRow), required=True,
+                             metadata={"description": "rows skipped: already imported (same fingerprint)"})
+    rejected = fields.List(fields.Nested(ReportRow), required=True,
+                           metadata={"description": "bad rows with line, column and reason (skip_bad_rows)"})
+    warnings = fields.List(fields.Nested(ReportRow), required=True)
+    realized_pnl = fields.String(required=True, metadata={"description": "realized by the imported closing fills"})
+
+
+class ImportRecord(Schema):
+    id = fields.String(allow_none=True, metadata={"description": "null for a dry run (nothing is kept)"})
+    format = fields.String(required=True, validate=validate.OneOf(IMPORT_FORMATS))
+    filename = fields.String(allow_none=True)
+    timezone = fields.String(required=True)
+    dry_run = fields.Boolean(required=True)
+    skip_bad_rows = fields.Boolean(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["succeeded", "dry_run"]))
+    rows = fields.Integer(required=True)
+    sha256 = fields.String(required=True)
+    created_at = tf.UtcDateTime(required=True)
+    finished_at = tf.UtcDateTime(allow_none=True)
+    report = fields.Nested(ImportReport, required=True)
 
 
 # -- event payloads (tradelog.events) ---------------------------------------------------
@@ -700,6 +835,18 @@ class SettlementPriceRecorded(Schema):
     recorded_at = tf.UtcDateTime(required=True)
 
 
+class ExecutionsImported(Schema):
+    """A broker file was imported (its positions, fills and settlements have their own events)."""
+    import_id = fields.String(required=True)
+    format = fields.String(required=True)
+    dry_run = fields.Boolean(required=True)
+    rows = fields.Integer(required=True)
+    positions_created = fields.Integer(required=True)
+    fills_recorded = fields.Integer(required=True)
+    duplicates = fields.Integer(required=True)
+    rejected = fields.Integer(required=True)
+
+
 class JournalEntryCreated(Schema):
     """A journal entry was written on a position."""
     entry = fields.Nested(JournalEntry, required=True)
@@ -749,8 +896,9 @@ class RiskArtifactLinked(Schema):
 
 EVENTS = {s.__name__: s for s in (PositionCreated, FillRecorded, PositionAdjusted, PositionClosed,
                                   OrderCreated, OrderCancelled, OrderFilled, RiskArtifactLinked, LegSettled,
-                                  PositionRolled, LegsMarked, SettlementPriceRecorded, JournalEntryCreated)}
+                                  PositionRolled, LegsMarked, SettlementPriceRecorded, JournalEntryCreated,
+                                  ExecutionsImported)}
 
 TOPIC = Topic("tradelog.events", "TradeLog domain events: positions, fills, settlements, rolls, closes, "
-              "marks, orders, journal entries, risk-artifact references. Key: aggregate_id (position, "
-              "order, journal entry or settlement price).", EVENTS)
+              "marks, orders, journal entries, imports, risk-artifact references. Key: aggregate_id "
+              "(position, order, journal entry, import or settlement price).", EVENTS)

@@ -15,6 +15,7 @@ Orders live in ``orders.py``, settlement in ``settlement.py``, rolls in ``rolls.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from decimal import Decimal
@@ -31,7 +32,6 @@ from plugins.tradelog.tables import (
     fills, legs, marks, position_versions, positions, risk_artifacts,
 )
 
-TOPIC = schemas.TOPIC
 ZERO = Decimal(0)
 #: How far in the future a fill's (or close's) market time may be: clocks differ a little.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -113,10 +113,12 @@ def _legs(conn, position_ids: list[str]) -> dict[str, list[dict]]:
     return out
 
 
-def _fills(conn, position_id: str, as_of: dt.datetime | None = None) -> list[dict]:
+def _fills(conn, position_id: str, as_of: dt.datetime | None = None, version: int | None = None) -> list[dict]:
     q = sa.select(fills).where(fills.c.position_id == position_id)
     if as_of is not None:
         q = q.where(fills.c.recorded_at <= as_of)
+    if version is not None:
+        q = q.where(fills.c.position_version <= version)
     return [fill_out(r) for r in conn.execute(q.order_by(fills.c.position_version, fills.c.seq))]
 
 
@@ -126,9 +128,19 @@ def _current(conn, user_id: int, position_id: str) -> dict | None:
     return position_out(r, _legs(conn, [r.id])[r.id]) if r else None
 
 
-def get_position(conn, user_id: int, position_id: str, as_of: dt.datetime | None = None) -> dict:
+def get_position(conn, user_id: int, position_id: str, as_of: dt.datetime | None = None,
+                 version: int | None = None) -> dict:
     """The position with its legs; with ``as_of``, the version the system had recorded by
-    then (404 if it did not exist yet)."""
+    then (404 if it did not exist yet); with ``version``, that version (404 if there is none)."""
+    if version is not None:
+        _row(conn, user_id, position_id)
+        r = conn.execute(sa.select(position_versions.c.representation).where(
+            position_versions.c.position_id == position_id, position_versions.c.user_id == user_id,
+            position_versions.c.version == version)).first()
+        if r is None:
+            raise errors.NotFound(f"position {position_id} has no version {version}")
+        rep = r.representation
+        return rehydrate(json.loads(rep) if isinstance(rep, str) else rep)
     if as_of is None:
         rep = _current(conn, user_id, position_id)
         if rep is None:
@@ -172,12 +184,16 @@ def _marks(conn, position_id: str, as_of: dt.datetime | None = None) -> dict[str
     return out
 
 
-def snapshot(conn, user_id: int, position_id: str, as_of: dt.datetime | None = None) -> dict:
+def snapshot(conn, user_id: int, position_id: str, as_of: dt.datetime | None = None,
+             version: int | None = None) -> dict:
     """The authoritative snapshot for RiskGraph: legs with their open quantity, cost basis
-    and realized P&L (FIFO lots), fills, and derived metadata of what is open."""
-    rep = get_position(conn, user_id, position_id, as_of)
-    fills_ = _fills(conn, position_id, as_of)
-    return build_snapshot(rep, fills_, as_of or utcnow(), as_of, _marks(conn, position_id, as_of))
+    and realized P&L (FIFO lots), fills, and derived metadata of what is open. ``as_of``: as
+    the system had recorded it by then; ``version``: as it was at that version (its fills up
+    to it; DTE counted from the version's system time)."""
+    rep = get_position(conn, user_id, position_id, as_of, version)
+    fills_ = _fills(conn, position_id, as_of, version)
+    at = as_of or (rep["updated_at"] if version is not None else None)
+    return build_snapshot(rep, fills_, at or utcnow(), as_of, _marks(conn, position_id, at))
 
 
 def leg_settlement(rep: dict, leg: dict) -> dict | None:
@@ -248,9 +264,55 @@ def replay(events: list[dict], at: dt.datetime) -> dict:
 
 # -- positions: changing ----------------------------------------------------------------
 def _save_version(conn, rep: dict) -> None:
-    conn.execute(position_versions.insert().values(
-        position_id=rep["id"], version=rep["version"], user_id=rep["user_id"],
-        recorded_at=rep["updated_at"], representation=_jsonable(rep)))
+    row = dict(position_id=rep["id"], version=rep["version"], user_id=rep["user_id"],
+               recorded_at=rep["updated_at"], representation=_jsonable(rep))
+    buf = conn.info.get(BUFFER)
+    if buf is not None:
+        buf["versions"].append(row)
+    else:
+        conn.execute(position_versions.insert().values(**row))
+
+
+BUFFER = "tradelog.write_buffer"
+
+
+class _Topic:
+    """``schemas.TOPIC`` whose ``emit`` is held back during bulk work (``buffered``)."""
+
+    def __init__(self, topic):
+        self._topic = topic
+
+    def __getattr__(self, name):
+        return getattr(self._topic, name)
+
+    def emit(self, conn, type, **kw):
+        buf = conn.info.get(BUFFER)
+        if buf is None:
+            return self._topic.emit(conn, type, **kw)
+        self._topic._check(type)
+        buf["events"].append(dict(kw, type=type))
+        return None
+
+
+TOPIC = _Topic(schemas.TOPIC)
+
+
+@contextlib.contextmanager
+def buffered(conn):
+    """Bulk work (an import): the version rows and events of many changes are written with
+    one multi-row insert each (and one counter bump of the stream) when the block ends —
+    still in the caller's transaction, in the order the changes happened. Yields the buffer
+    (``{"versions": [...], "events": [...]}``) so a caller that rolls a part back to a
+    savepoint can drop that part's entries too."""
+    buf = {"versions": [], "events": []}
+    conn.info[BUFFER] = buf
+    try:
+        yield buf
+    finally:
+        conn.info.pop(BUFFER, None)
+    if buf["versions"]:
+        conn.execute(position_versions.insert(), buf["versions"])
+    schemas.TOPIC.emit_many(conn, buf["events"])
 
 
 def check_leg_specs(symbol: str, specs: list[dict], field: str = "legs") -> None:
@@ -284,11 +346,12 @@ def _leg_rows(position_id: str, first_seq: int, specs: list[dict], now) -> list[
 
 
 def create_position(conn, user_id: int, data: dict, *, order_id: str | None = None,
-                    rolled_from: str | None = None, chain_id: str | None = None) -> dict:
+                    rolled_from: str | None = None, chain_id: str | None = None,
+                    position_id: str | None = None) -> dict:
     """A new planned position (with its legs, if given). Emits PositionCreated. 422 when an
     option leg expires on a day the exchange does not trade."""
     check_leg_specs(data["symbol"], data.get("legs") or [])
-    now, pid = utcnow(), new_id()
+    now, pid = utcnow(), position_id or new_id()
     conn.execute(positions.insert().values(
         id=pid, user_id=user_id, status="planned", symbol=data["symbol"],
         underlying=data.get("underlying") or data["symbol"], version=1, tags=data.get("tags"),
@@ -365,51 +428,75 @@ def _check_fill_time(rep: dict, leg: dict, occurred_at: dt.datetime, now: dt.dat
                                             "settle the leg instead (POST .../legs/{leg_id}/settle)")
 
 
-def append_fills(conn, r, legs_: list[dict], new: list[dict], *, now: dt.datetime,
-                 fields: list[str] | None = None) -> tuple[int, list[dict], dict, dict]:
-    """Write ``new`` fills (dicts: ``leg_id, price, quantity, fees, occurred_at`` and optional
-    ``kind, order_id, slippage, settlement_id, fingerprint, id``) as one change of the locked
-    position row ``r``: checks them against the FIFO lots of every fill already recorded
-    (422 naming ``fields[i]``, default ``quantity``, when one would carry a leg past flat),
-    keeps each leg's open quantity and the position's realized P&L and fees, bumps the
-    version and opens a planned position. Emits nothing (the caller does). Returns
-    ``(version, fill representations, position representation, books)``."""
+def append_changes(conn, r, legs_: list[dict], changes: list[list[dict]], *, now: dt.datetime,
+                   fields: list[list[str]] | None = None) -> list[tuple[int, list[dict], dict, dict]]:
+    """Write fills as successive changes of the locked position row ``r`` — each change (a
+    list of fill dicts: ``leg_id, price, quantity, fees, occurred_at`` and optional ``kind,
+    order_id, slippage, settlement_id, fingerprint, id``) one version — with one read of the
+    position's fills and one write per table for all of them.
+
+    Every change is checked against the FIFO lots of all fills before it (422 naming
+    ``fields[c][i]``, default ``quantity``, when a fill would carry a leg past flat); each
+    leg's open quantity and the position's realized P&L and fees follow; a planned position
+    opens at its first fill. Each version's representation is stored (``as_of``); events are
+    the caller's. Returns, per change, ``(version, fill representations, position
+    representation, books after it)``."""
     existing = [dict(f._mapping) for f in conn.execute(
         sa.select(fills.c.id, fills.c.leg_id, fills.c.price, fills.c.quantity, fills.c.fees, fills.c.occurred_at)
         .where(fills.c.position_id == r.id).order_by(fills.c.position_version, fills.c.seq))]
-    ids = [f.get("id") or new_id() for f in new]
-    candidates = [dict(f, id=i, kind=f.get("kind") or "trade", fees=f.get("fees") or ZERO,
-                       occurred_at=to_ms(f["occurred_at"])) for f, i in zip(new, ids)]
-    try:
-        books_ = lots.books(legs_, existing + candidates)
-    except lots.PastFlat as exc:
-        # the new fill itself, or an earlier-dated new fill that leaves a later one past flat
-        idx = ids.index(exc.fill_id) if exc.fill_id in ids else 0
-        raise errors.field_error((fields or ["quantity"] * len(new))[idx], str(exc)) from None
-    version = r.version + 1
-    totals = lots.totals(books_)
-    values = {"version": version, "updated_at": now, "realized_pnl": totals["realized_pnl"], "fees": totals["fees"]}
-    if r.status == "planned":
-        values.update(status="open", opened_at=min(c["occurred_at"] for c in candidates))
+    values: dict = {}
+    version, status, opened_at = r.version, r.status, r.opened_at
+    out, rows, touched, books_ = [], [], set(), None
+    for c_i, new in enumerate(changes):
+        ids = [f.get("id") or new_id() for f in new]
+        candidates = [dict(f, id=i, kind=f.get("kind") or "trade", fees=f.get("fees") or ZERO,
+                           occurred_at=to_ms(f["occurred_at"])) for f, i in zip(new, ids)]
+        try:
+            books_ = lots.books(legs_, existing + candidates)
+        except lots.PastFlat as exc:
+            # the new fill itself, or an earlier-dated new fill that leaves a later one past flat
+            idx = ids.index(exc.fill_id) if exc.fill_id in ids else 0
+            names = fields[c_i] if fields else ["quantity"] * len(new)
+            err = errors.field_error(names[idx], str(exc))
+            err.extra["item"] = c_i  # which change (record_fills: which fill) it was
+            raise err from None
+        existing = existing + candidates
+        version += 1
+        totals = lots.totals(books_)
+        values = {"version": version, "updated_at": now, "realized_pnl": totals["realized_pnl"], "fees": totals["fees"]}
+        if status == "planned":
+            status, opened_at = "open", min(c["occurred_at"] for c in candidates)
+        values.update(status=status, opened_at=opened_at)
+        for leg in legs_:
+            if leg["id"] in {c["leg_id"] for c in candidates}:
+                leg["open_quantity"] = books_[leg["id"]].open_quantity
+                touched.add(leg["id"])
+        rows += [dict(id=c["id"], position_id=r.id, user_id=r.user_id, leg_id=c["leg_id"], price=c["price"],
+                      quantity=c["quantity"], fees=c["fees"], occurred_at=c["occurred_at"], recorded_at=now,
+                      order_id=c.get("order_id"), slippage=c.get("slippage"), position_version=version,
+                      kind=c["kind"], settlement_id=c.get("settlement_id"), fingerprint=c.get("fingerprint"), seq=n)
+                 for n, c in enumerate(candidates)]
+        realized = lots.realized_by_fill(books_)
+        reps = [{"id": c["id"], "leg_id": c["leg_id"], "price": _money(c["price"]), "quantity": c["quantity"],
+                 "fees": _money(c["fees"]), "occurred_at": c["occurred_at"], "recorded_at": now, "kind": c["kind"],
+                 "realized_pnl": _money(realized.get(c["id"]))} for c in candidates]
+        rep = position_out(r, [dict(leg) for leg in legs_]) | {
+            k: (_money(v) if k in ("realized_pnl", "fees") else v) for k, v in values.items()}
+        _save_version(conn, rep)
+        out.append((version, reps, rep, books_))
     conn.execute(positions.update().where(positions.c.id == r.id, positions.c.user_id == r.user_id).values(**values))
-    touched = {c["leg_id"] for c in candidates}
     for leg in legs_:
         if leg["id"] in touched:
-            leg["open_quantity"] = books_[leg["id"]].open_quantity
             conn.execute(legs.update().where(legs.c.id == leg["id"]).values(open_quantity=leg["open_quantity"]))
-    rows = [dict(id=c["id"], position_id=r.id, user_id=r.user_id, leg_id=c["leg_id"], price=c["price"],
-                 quantity=c["quantity"], fees=c["fees"], occurred_at=c["occurred_at"], recorded_at=now,
-                 order_id=c.get("order_id"), slippage=c.get("slippage"), position_version=version,
-                 kind=c["kind"], settlement_id=c.get("settlement_id"), fingerprint=c.get("fingerprint"), seq=n)
-            for n, c in enumerate(candidates)]
     conn.execute(fills.insert(), rows)
-    realized = lots.realized_by_fill(books_)
-    reps = [{"id": c["id"], "leg_id": c["leg_id"], "price": _money(c["price"]), "quantity": c["quantity"],
-             "fees": _money(c["fees"]), "occurred_at": c["occurred_at"], "recorded_at": now, "kind": c["kind"],
-             "realized_pnl": _money(realized.get(c["id"]))} for c in candidates]
-    rep = position_out(r, legs_) | {k: (_money(v) if k in ("realized_pnl", "fees") else v) for k, v in values.items()}
-    _save_version(conn, rep)
-    return version, reps, rep, books_
+    return out
+
+
+def append_fills(conn, r, legs_: list[dict], new: list[dict], *, now: dt.datetime,
+                 fields: list[str] | None = None) -> tuple[int, list[dict], dict, dict]:
+    """``new`` fills as one change (see ``append_changes``): ``(version, fill
+    representations, position representation, books)``."""
+    return append_changes(conn, r, legs_, [new], now=now, fields=[fields] if fields else None)[0]
 
 
 def leg_state(book: lots.LegBook) -> dict:
@@ -426,22 +513,39 @@ def record_fill(conn, user_id: int, position_id: str, data: dict, *, order_id: s
     option's last trade; naming ``quantity`` when it would carry the leg past flat (FIFO
     lots, see ``lots``). Emits FillRecorded (with the leg's open quantity and cost basis and
     the P&L a closing fill realized). Returns ``{fill, position}``."""
+    return record_fills(conn, user_id, position_id, [dict(data, order_id=order_id, slippage=slippage,
+                                                          fingerprint=fingerprint)])[0]
+
+
+def record_fills(conn, user_id: int, position_id: str, items: list[dict]) -> list[dict]:
+    """Several fills on one position, each its own change (version and FillRecorded), with
+    the reads and writes done once (``append_changes``): what an order's legs or an import
+    record. Items are ``record_fill``'s data plus optional ``order_id, slippage,
+    fingerprint``; errors name the field (``quantity``, ``occurred_at``, ``leg_id``)."""
     r = _row(conn, user_id, position_id, lock=True)
     _refuse_closed(r, "fills can't be recorded")
     legs_ = _legs(conn, [position_id])[position_id]
-    leg = next((x for x in legs_ if x["id"] == data["leg_id"]), None)
-    if leg is None:
-        raise errors.field_error("leg_id", "not a leg of this position")
+    by_id = {x["id"]: x for x in legs_}
     now = utcnow()
-    occurred_at = to_ms(data["occurred_at"])
-    _check_fill_time(position_out(r, legs_), leg, occurred_at, now, "occurred_at")
-    version, (fill_rep,), rep, books_ = append_fills(
-        conn, r, legs_, [dict(data, order_id=order_id, slippage=slippage, fingerprint=fingerprint)], now=now)
-    TOPIC.emit(conn, "FillRecorded", aggregate_type="position", aggregate_id=position_id, aggregate_version=version,
-               user_id=user_id, occurred_at=occurred_at,
-               payload={"position_id": position_id, "fill": fill_rep, "slippage": _money(slippage),
-           "leg": leg_state(books_[leg["id"]])})
-    return {"fill": fill_rep, "position": rep}
+    rep0 = position_out(r, legs_)
+    for i, item in enumerate(items):
+        try:
+            leg = by_id.get(item["leg_id"])
+            if leg is None:
+                raise errors.field_error("leg_id", "not a leg of this position")
+            _check_fill_time(rep0, leg, to_ms(item["occurred_at"]), now, "occurred_at")
+        except errors.Unprocessable as err:
+            err.extra["item"] = i
+            raise
+    done = append_changes(conn, r, legs_, [[item] for item in items], now=now)
+    out = []
+    for item, (version, (fill_rep,), rep, books_) in zip(items, done):
+        TOPIC.emit(conn, "FillRecorded", aggregate_type="position", aggregate_id=position_id,
+                   aggregate_version=version, user_id=user_id, occurred_at=fill_rep["occurred_at"],
+                   payload={"position_id": position_id, "fill": fill_rep, "slippage": _money(item.get("slippage")),
+                            "leg": leg_state(books_[item["leg_id"]])})
+        out.append({"fill": fill_rep, "position": rep})
+    return out
 
 
 # -- close --------------------------------------------------------------------------------
@@ -531,7 +635,7 @@ def record_marks(conn, user_id: int, position_id: str, data: dict) -> dict:
 # -- risk artifact references (Pattern A; TradeLog holds no risk math) -------------------
 def _artifact_out(r) -> dict:
     return {"position_id": r.position_id, "artifact_id": r.artifact_id, "computed_at": r.computed_at,
-            "linked_at": r.linked_at}
+            "linked_at": r.linked_at, "position_version": r.position_version}
 
 
 def link_risk_artifact(conn, user_id: int, position_id: str, data: dict) -> tuple[dict, bool]:
@@ -543,13 +647,16 @@ def link_risk_artifact(conn, user_id: int, position_id: str, data: dict) -> tupl
     if existing is not None:
         return _artifact_out(existing), False
     now = utcnow()
+    version = data.get("source_version")
     conn.execute(risk_artifacts.insert().values(position_id=position_id, artifact_id=data["artifact_id"],
-                                                user_id=user_id, computed_at=data["computed_at"], linked_at=now))
-    TOPIC.emit(conn, "RiskArtifactLinked", aggregate_type="position", aggregate_id=position_id, aggregate_version=r.version,
-               user_id=user_id,
-               payload={"position_id": position_id, "artifact_id": data["artifact_id"], "computed_at": data["computed_at"]})
+                                                user_id=user_id, computed_at=data["computed_at"], linked_at=now,
+                                                position_version=version))
+    TOPIC.emit(conn, "RiskArtifactLinked", aggregate_type="position", aggregate_id=position_id,
+               aggregate_version=r.version, user_id=user_id,
+               payload={"position_id": position_id, "artifact_id": data["artifact_id"],
+                        "computed_at": data["computed_at"]})
     return {"position_id": position_id, "artifact_id": data["artifact_id"],
-            "computed_at": data["computed_at"], "linked_at": now}, True
+            "computed_at": data["computed_at"], "linked_at": now, "position_version": version}, True
 
 
 def list_risk_artifacts(conn, user_id: int, position_id: str) -> list[dict]:

@@ -101,7 +101,9 @@ def settle_leg(conn, user_id: int, position_id: str, leg_id: str, data: dict, ex
 
 
 def _settle(conn, r, legs_: list[dict], leg: dict, kind: str, *, occurred_at=None, value=None, quantity=None,
-            fees=None, now: dt.datetime | None = None) -> dict:
+            fees=None, now: dt.datetime | None = None, fingerprints: tuple = (None, None)) -> dict:
+    """One settlement of ``leg`` (see ``settle_leg``); ``fingerprints`` = (the option's closing
+    fill, the shares' delivery fill): the import's execution fingerprints."""
     rep = service.position_out(r, legs_)
     s = service.leg_settlement(rep, leg)
     if s is None:
@@ -169,7 +171,9 @@ def _settle(conn, r, legs_: list[dict], leg: dict, kind: str, *, occurred_at=Non
             fills_.append({"leg_id": stock["id"], "price": strike, "quantity": delivered, "fees": ZERO,
                            "occurred_at": occurred_at, "kind": "delivery"})
     sid = new_id()
-    for f in fills_:
+    for f, fp in zip(fills_, fingerprints):
+        f["settlement_id"], f["fingerprint"] = sid, fp
+    for f in fills_[len(fingerprints):]:
         f["settlement_id"] = sid
     recorded = utcnow()
     version, fill_reps, position, books_ = service.append_fills(
@@ -224,11 +228,12 @@ def expire_on_close(conn, user_id: int, position_id: str, leg_id: str) -> dict:
 
 
 def settle_expired(conn, now: dt.datetime | None = None, *, user_id: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> dict:
+                   progress: Callable[..., None] | None = None) -> dict:
     """Settle every open option leg (of ``user_id``, or everyone's) whose settlement moment
     has passed by ``now``, from the recorded settlement prices; close positions left flat.
     Returns ``{checked, settled: [...], closed: [...], awaiting_settlement_price: [...]}``;
-    ``progress(done, total)`` after each leg. Safe to run again: settled legs are flat."""
+    ``progress(fraction, message)`` after each leg (the job system's convention). Safe to
+    run again: settled legs are flat."""
     now = min(now or utcnow(), utcnow())  # never settle ahead of the real clock
     cond = [positions.c.status == "open", legs.c.instrument_type == "option", legs.c.open_quantity != 0,
             legs.c.expiry <= (now + dt.timedelta(days=1)).date()]
@@ -257,7 +262,7 @@ def settle_expired(conn, now: dt.datetime | None = None, *, user_id: int | None 
                                           "price": done["price"], "settlement_value": value})
                 touched[r.id] = r.user_id
         if progress:
-            progress(i + 1, len(rows))
+            progress((i + 1) / len(rows), f"{i + 1} of {len(rows)} legs")
     for pid, uid in touched.items():
         cur = service._current(conn, uid, pid)
         if cur["status"] == "open" and all(not leg["open_quantity"] for leg in cur["legs"]):

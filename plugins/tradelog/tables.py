@@ -145,6 +145,9 @@ risk_artifacts = sa.Table(
     sa.Column("user_id", sa.Integer, nullable=False),
     sa.Column("computed_at", UtcDateTime, nullable=False),
     sa.Column("linked_at", UtcDateTime, nullable=False),
+    # 0003: the position version the artifact was computed from (RiskArtifactComputed's
+    # source_version), so a journal entry can name the risk picture of its version.
+    sa.Column("position_version", sa.Integer, nullable=True),
 )
 
 # -- 0002 -----------------------------------------------------------------------------------
@@ -198,3 +201,22 @@ ADDED_0002 = {
     "tl_journal_entries": ["position_version", "risk_artifact_id", "risk_strategy_id", "risk_strategy_version"],
     "tl_orders": ["reduces_position"],
 }
+
+# -- 0003 -----------------------------------------------------------------------------------
+imports = sa.Table(
+    "tl_imports", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("format", sa.String(20), nullable=False),
+    sa.Column("filename", sa.String(255), nullable=True),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("skip_bad_rows", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),  # succeeded (a failed import writes nothing)
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),  # of the file's bytes
+    sa.Column("report", JSONType, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Index("ix_tl_imports_user", "user_id", "created_at"),
+)

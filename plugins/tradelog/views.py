@@ -10,7 +10,7 @@ from flask.views import MethodView
 
 from app.web import Blueprint, Paged, conn, ext, user
 from plugins.tradelog import schemas as s
-from plugins.tradelog import journal, orders, pnl, rolls, service, settlement, stats
+from plugins.tradelog import imports, journal, orders, pnl, rolls, service, settlement, stats
 
 positions_blp = Blueprint("tradelog_positions", __name__, url_prefix="/api/positions",
                           description="Positions (planned/open/closed), legs, fills, snapshots.")
@@ -18,6 +18,8 @@ orders_blp = Blueprint("tradelog_orders", __name__, url_prefix="/api/orders",
                        description="Pending orders: create, cancel, execute into a position.")
 journal_blp = Blueprint("tradelog_journal", __name__, url_prefix="/api/journal_entries",
                         description="Journal entries: reflections on a position.")
+imports_blp = Blueprint("tradelog_imports", __name__, url_prefix="/api/imports",
+                        description="Broker statement imports: executions from a CSV file.")
 stats_blp = Blueprint("tradelog_stats", __name__, url_prefix="/api/tradelog",
                       description="Performance statistics, daily P&L and settlement prices.")
 
@@ -51,8 +53,9 @@ class OnePosition(MethodView):
     @positions_blp.response(200, s.Position)
     @positions_blp.versioned
     def get(self, args, position_id):
-        """The position with its legs; ``?as_of=`` answers from what was recorded by then."""
-        return service.get_position(conn(), user().id, position_id, args.get("as_of"))
+        """The position with its legs; ``?as_of=`` answers from what was recorded by then,
+        ``?version=`` with that version."""
+        return service.get_position(conn(), user().id, position_id, args.get("as_of"), args.get("version"))
 
     @positions_blp.arguments(s.PositionPatch)
     @positions_blp.response(200, s.Position)
@@ -147,8 +150,8 @@ class SnapshotView(MethodView):
     @positions_blp.versioned
     def get(self, args, position_id):
         """The authoritative snapshot for RiskGraph: legs, fills and derived metadata
-        (strategy, net debit, DTE, max profit/loss). ``?as_of=`` for a past view."""
-        return service.snapshot(conn(), user().id, position_id, args.get("as_of"))
+        (strategy, net debit, DTE, max profit/loss). ``?as_of=`` or ``?version=`` for a past view."""
+        return service.snapshot(conn(), user().id, position_id, args.get("as_of"), args.get("version"))
 
 
 @positions_blp.route(f"/{ID}/events")
@@ -235,11 +238,20 @@ class Journal(MethodView):
         return journal.create_journal_entry(conn(), user().id, data)
 
     @journal_blp.arguments(s.JournalListArgs, location="query")
-    @journal_blp.response(200, s.JournalEntry(many=True))
+    @journal_blp.response(200, s.JournalEntryLinked(many=True))
     @journal_blp.paginated
     def get(self, args):
-        """A position's journal entries, oldest first."""
+        """A position's journal entries, oldest first, each with its links."""
         return journal.list_journal_entries(conn(), user().id, args["position_id"])
+
+
+@journal_blp.route("/<string(length=36):entry_id>")
+class OneJournalEntry(MethodView):
+    @journal_blp.response(200, s.JournalEntryLinked)
+    def get(self, entry_id):
+        """One entry with ``links`` to the position at the version it was written on and the
+        riskgraph artifact (and strategy versions) it remembers."""
+        return journal.get_journal_entry(conn(), user().id, entry_id)
 
 
 @stats_blp.route("/stats")
@@ -274,4 +286,35 @@ class SettlementPrices(MethodView):
         return settlement.set_settlement_price(conn(), user().id, data)
 
 
-BLUEPRINTS = [positions_blp, orders_blp, journal_blp, stats_blp]
+@imports_blp.route("")
+class Imports(MethodView):
+    @imports_blp.arguments(s.ImportForm, location="form")
+    @imports_blp.arguments(s.ImportFile, location="files")
+    @imports_blp.response(201, s.ImportRecord)
+    @imports_blp.alt_response(200, schema=s.ImportRecord, description="a dry run: the report, nothing written")
+    def post(self, form, files):
+        """Import executions from a broker's CSV (multipart: ``file``, ``format``, ``timezone``,
+        ``dry_run``, ``skip_bad_rows``): positions and legs, FIFO matching, settlements, rolls;
+        rows already imported are skipped. Answers the reconciliation report. 422
+        ``import_rejected`` naming each bad row's line and column (nothing imported)."""
+        upload = files["file"]
+        record = imports.import_file(conn(), user().id, upload.read(), dict(form, filename=upload.filename))
+        return record, 200 if record["dry_run"] else 201
+
+    @imports_blp.response(200, s.ImportRecord(many=True))
+    @imports_blp.paginated
+    def get(self, pagination):
+        """Your imports, newest first."""
+        items, total = imports.list_imports(conn(), user().id, page=pagination.page, page_size=pagination.page_size)
+        return Paged(items, total)
+
+
+@imports_blp.route("/<string(length=36):import_id>")
+class OneImport(MethodView):
+    @imports_blp.response(200, s.ImportRecord)
+    def get(self, import_id):
+        """One import and its reconciliation report."""
+        return imports.get_import(conn(), user().id, import_id)
+
+
+BLUEPRINTS = [positions_blp, orders_blp, journal_blp, stats_blp, imports_blp]

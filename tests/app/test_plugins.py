@@ -57,11 +57,13 @@ def test_a_disabled_plugin_leaves_no_route_table_topic_stream_or_command(tmp_pat
     client = app.test_client()
     assert "test_notes" not in tables(app) and "alembic_version_notes" not in tables(app)
     assert "/api/notes" not in client.get("/openapi.json").json["paths"]
-    assert client.get("/asyncapi.json").json["channels"] == {}
+    channels = client.get("/asyncapi.json").json["channels"]
+    assert {name for name, c in channels.items() if c["x-owner"] != "host"} == set()
     assert client.get("/api/notes/echo").status_code in (401, 404)
     assert not any(r.rule.startswith(("/api/notes", "/sse/notes")) for r in app.url_map.iter_rules())
     assert "notes-count" not in app.cli.commands
     assert app.extensions["tradeloop"].plugins.subscriptions() == {}
+    assert not any(k.startswith("notes.") for k in app.extensions["tradeloop"].jobs.kinds)
     # the same database with the plugin switched on gains exactly what it contributes
     on = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/p.db", "TRADELOOP_PLUGINS": [NOTES], "SECRET_KEY": "x"})
     upgrade(on.extensions["tradeloop"], echo=None)
@@ -152,6 +154,40 @@ def test_hook_register_commands(notes_app, new_client):
     c.post("/api/notes", json={"title": "counted"})
     result = notes_app.test_cli_runner().invoke(args=["notes-count"])
     assert result.exit_code == 0 and int(result.output.strip()) >= 1
+
+
+def test_hook_register_job_kinds(notes_app, new_client):
+    """A declared kind is submitted through the API, run by a worker with the arguments its
+    function names, and its result is the function's return value."""
+    ext = notes_app.extensions["tradeloop"]
+    assert ext.jobs.owners["notes.count"] == "notes"
+    c = new_client(notes_app)
+    for i in range(2):
+        c.post("/api/notes", json={"title": f"j{i}"})
+    r = c.post("/api/jobs", json={"kind": "notes.count"})
+    assert r.status_code == 202 and r.headers["Location"] == f"/api/jobs/{r.json['id']}"
+    ext.jobs.run_pending()
+    job = c.get(r.headers["Location"]).json
+    assert job["state"] == "succeeded" and job["result"] == {"count": 2} and job["user_id"] == c.user.id
+    kinds = {k["name"] for k in c.get("/api/jobs/kinds").json}
+    assert "notes.count" in kinds and "notes.admin_count" not in kinds  # admin kinds: admins only
+    assert c.post("/api/jobs", json={"kind": "notes.admin_count"}).status_code == 403
+
+
+def test_hook_register_schedule(app_factory, new_client):
+    """A plugin's entry ships off; JOBS_SCHEDULE turns it on, and one tick submits its slot
+    once however often it ticks (the slot's job row is unique)."""
+    import datetime as dt
+    off = app_factory([NOTES]).extensions["tradeloop"].jobs
+    assert [e.enabled for _, e in off.schedule.entries if e.name == "notes.count_all"] == [False]
+    ext = app_factory([NOTES], JOBS_SCHEDULE="notes.count_all=every 60").extensions["tradeloop"]
+    now = dt.datetime(2031, 1, 2, 3, 4, 30, tzinfo=dt.timezone.utc)  # a fake clock
+    first = ext.jobs.schedule.tick(now)
+    again = ext.jobs.schedule.tick(now + dt.timedelta(seconds=20))  # same slot (03:04)
+    admin = new_client(ext.app, admin=True)
+    mine = [j for j in admin.get("/api/jobs?kind=notes.admin_count&page_size=500").json if j["id"] in first]
+    assert again == [] and len(mine) == 1 and mine[0]["schedule"] == "notes.count_all"
+    assert mine[0]["user_id"] is None and mine[0]["admin"] is True
 
 
 def test_hook_health_checks(notes_app):

@@ -221,7 +221,7 @@ def test_ml_score_blends_per_assignment(app, new_client, run_consumers, monkeypa
     class Plan:
         def for_idea(self, idea_id, regime):
             return scoring_plan.Assignment(_StubScorer(), 7, 3, 11, "challenger", 0.25, idea_id.endswith("0"))
-    monkeypatch.setattr(scoring_plan, "scoring_plan", lambda conn, user_id, rules_only=False: Plan())
+    monkeypatch.setattr(scoring_plan, "scoring_plan", lambda conn, user_id, **kw: Plan())
     cl = new_client(app)
     cid = setup_context(cl)
     ideas = some_ideas(4)

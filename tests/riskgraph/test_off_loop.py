@@ -44,7 +44,8 @@ def test_health_stays_fast_while_large_analyses_run(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     env.update(DATABASE_URL=url, TRADELOOP_PLUGINS="riskgraph", SECRET_KEY="test-secret")
     tradeloop = os.path.join(os.path.dirname(sys.executable), "tradeloop")
-    proc = subprocess.Popen([tradeloop, "serve", "--port", str(port), "--no-migrate", "--no-workers"],
+    proc = subprocess.Popen([tradeloop, "serve", "--port", str(port), "--no-migrate", "--no-workers",
+                             "--no-jobs"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)

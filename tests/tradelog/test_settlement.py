@@ -144,8 +144,8 @@ def test_settle_expired_job_and_command(tl_app, tl):
     seen = []
     with tl_app.extensions["tradeloop"].db.transaction() as conn:
         report = settlement.settle_expired(conn, dt.datetime(2025, 6, 23, tzinfo=UTC), user_id=tl.c.user.id,
-                                           progress=lambda done, total: seen.append((done, total)))
-    assert report["checked"] == 3 and seen[-1] == (3, 3)
+                                           progress=lambda fraction, message="": seen.append((fraction, message)))
+    assert report["checked"] == 3 and seen[-1] == (1.0, "3 of 3 legs")
     got = {x["position_id"]: (x["kind"], str(x["price"])) for x in report["settled"]}
     assert got == {xyz["id"]: ("expiration", "0.0000"), spx["id"]: ("expiration", "50.2500")}
     assert [x["leg_id"] for x in report["awaiting_settlement_price"]] == [qqq["legs"][0]["id"]]

@@ -5,6 +5,7 @@ import * as api from "./api.js";
 import { connectStreams, VersionedMap } from "./stream.js";
 import * as charts from "./charts.js";
 import * as pnl from "./pnl.js";
+import * as journalRisk from "./journal-risk.js";
 
 // -- tiny DOM helpers ------------------------------------------------------------------------
 const $ = sel => document.querySelector(sel);
@@ -215,7 +216,7 @@ const reloadStats = debounce(() => api.get("/api/tradelog/stats").then(s => { S.
 // -- events: dedupe happened in the stream; here reconcile by aggregate_version ---------------
 async function onEvent(env, stream) {
   addToFeed(env, stream);
-  if (["FillRecorded", "LegSettled", "LegsMarked"].includes(env.type)) pnl.reload();
+  if (["FillRecorded", "LegSettled", "LegsMarked", "PositionClosed"].includes(env.type)) pnl.reload();
   const p = env.payload || {};
   const v = env.aggregate_version;
   switch (env.type) {
@@ -385,9 +386,9 @@ async function loadJournal(positionId) {
   try {
     const entries = await api.getAll("/api/journal_entries", { position_id: positionId });
     if (S.selected !== positionId) return;
-    $("#pd-journal").replaceChildren(...entries.map(j => h("li", { class: "journal", dataset: { id: j.id } },
+    $("#pd-journal").replaceChildren(...entries.map(j => journalRisk.decorate(h("li", { class: "journal", dataset: { id: j.id } },
       h("b", {}, `[${j.phase}] ${j.object_of_reflection}`), j.bias_flags?.length ? ` (${j.bias_flags.join(", ")})` : "",
-      j.notes ? h("div", { class: "notes" }, j.notes) : "", h("div", { class: "when" }, fmtTime(j.created_at)))));
+      j.notes ? h("div", { class: "notes" }, j.notes) : "", h("div", { class: "when" }, fmtTime(j.created_at))), j)));
   } catch { /* offline: keep what is shown */ }
 }
 

@@ -74,9 +74,9 @@ function ctxDraw(analysis, items) {
         text(`max P ${money(r.max_profit)}`, left + 4 + 110 * i * devicePixelRatio, y - 3, it.color);
       }
       if (r.max_loss !== null && r.max_loss !== undefined) {
-        const y = u.valToPos(-r.max_loss, "y", true);
+        const y = u.valToPos(r.max_loss, "y", true);  // max loss is a P&L: negative for a loss
         line(left, y, left + width, y, it.color, [8, 4]);
-        text(`max L ${money(-r.max_loss)}`, left + 4 + 110 * i * devicePixelRatio, y + 12 * devicePixelRatio, it.color);
+        text(`max L ${money(r.max_loss)}`, left + 4 + 110 * i * devicePixelRatio, y + 12 * devicePixelRatio, it.color);
       }
     });
   };

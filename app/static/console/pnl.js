@@ -1,5 +1,6 @@
 // The daily P&L panel: GET /api/tradelog/daily-pnl drawn as a calendar (one cell per trading
-// day, green for a winning day, red for a losing one) and an equity curve with its drawdown.
+// day, green for a winning day, red for a losing one) and an equity curve with its drawdown;
+// and performance by group (GET /api/tradelog/stats?group_by=): a table and total P&L bars.
 // Self-contained: app.js calls load() after the trade log loads and reload() on its events.
 import * as api from "./api.js";
 
@@ -22,6 +23,7 @@ let last = null;
 
 export async function load() {
   if (!$("#pnl-section")) return;
+  loadStats();
   try {
     last = await api.get("/api/tradelog/daily-pnl");
   } catch (err) {
@@ -34,7 +36,7 @@ export async function load() {
 let timer = null;
 export function reload() {
   clearTimeout(timer);
-  timer = setTimeout(() => load().catch(() => {}), 400);
+  timer = setTimeout(() => load().catch(() => {}), 400);  // the calendar and the groups
 }
 
 export function render(d) {
@@ -110,4 +112,41 @@ function renderEquity(days) {
   };
   chart = new uPlot(opts, [x, days.map(d => Number(d.equity)), days.map(d => Number(d.drawdown))], box);
   box.dataset.points = String(days.length);
+}
+
+// -- performance by group ----------------------------------------------------------------------
+let statsChart = null;
+const pct = v => v == null ? "–" : `${(Number(v) * 100).toFixed(1)}%`;
+const ratio = v => v == null ? "–" : Number(v).toFixed(2);
+
+export async function loadStats() {
+  const select = $("#stats-group-by");
+  if (!select) return;
+  if (!select.dataset.wired) {
+    select.dataset.wired = "1";
+    select.addEventListener("change", () => loadStats());
+  }
+  let st;
+  try { st = await api.get("/api/tradelog/stats", { group_by: select.value }); } catch { return; }
+  const groups = st.groups || [];
+  const label = g => select.value === "roll_chain" ? g.key.slice(0, 8) : g.key;
+  $("#stats-groups tbody").replaceChildren(...groups.map(g => el("tr", { dataset: { key: g.key } },
+    el("td", {}, label(g)), el("td", { class: "num" }, g.closed_positions), el("td", { class: "num" }, pct(g.win_rate)),
+    el("td", { class: "num" }, ratio(g.profit_factor)), el("td", { class: "num" }, money(g.expectancy)),
+    el("td", { class: "num" }, ratio(g.average_r)), el("td", { class: "num" }, money(g.max_drawdown)),
+    el("td", { class: "num" }, money(g.total_pnl)))));
+  const box = $("#stats-chart");
+  box.innerHTML = "";
+  if (statsChart) { statsChart.destroy(); statsChart = null; }
+  box.dataset.groups = String(groups.length);
+  if (!groups.length || typeof uPlot === "undefined") return;
+  const x = groups.map((_, i) => i);
+  statsChart = new uPlot({
+    width: Math.max(box.clientWidth || 600, 300), height: 180, legend: { show: false },
+    scales: { x: { time: false, range: [-0.6, groups.length - 0.4] } },
+    series: [{}, { label: "total P&L", fill: "#93c5fd", stroke: "#2563eb",
+                   paths: uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false } }],
+    axes: [{ values: (u, ticks) => ticks.map(t => Number.isInteger(t) && groups[t] ? label(groups[t]) : ""), splits: () => x },
+           { size: 80, values: (u, ticks) => ticks.map(t => money(t)) }],
+  }, [x, groups.map(g => Number(g.total_pnl))], box);
 }

@@ -146,11 +146,11 @@ class MarketSnapshot:
     vix: float
     vix3m: float
     gex_total: float          # dollar gamma per 1% move, signed
-    gex_call_wall: float
-    gex_put_wall: float
-    gex_gamma_flip: float
-    market_mode: str          # 'pin' | 'trend' | 'chop' (simulator vocabulary)
-    bias_lfi: float           # -1 .. +1
+    gex_call_wall: float | None   # GEX structure, market mode and bias: None = unknown (a
+    gex_put_wall: float | None    # user's stream may not have them); features derived from
+    gex_gamma_flip: float | None  # them are missing values then
+    market_mode: str | None   # 'pin' | 'trend' | 'chop' (simulator vocabulary)
+    bias_lfi: float | None    # -1 .. +1
     es_futures_premium: float | None = None
     tnx_level: float | None = None
     dxy_level: float | None = None
@@ -255,6 +255,13 @@ def _r(x: float | None, scale: int) -> float | None:
     return round(float(x), scale)
 
 
+def _rel(level: float | None, spot: float, sign: float) -> float | None:
+    """sign x (level - spot) / spot, rounded like its column; None when the level is unknown."""
+    if level is None:
+        return None
+    return _r(sign * (level - spot) / spot, 4)
+
+
 def extract_market_features(context: MarketContext | tuple) -> dict[str, Any]:
     """Every market feature of the seed's table, as of `context.as_of`.
 
@@ -333,9 +340,9 @@ def extract_market_features(context: MarketContext | tuple) -> dict[str, Any]:
         "gex_call_wall": _r(snap.gex_call_wall, 2),
         "gex_put_wall": _r(snap.gex_put_wall, 2),
         "gex_gamma_flip": _r(snap.gex_gamma_flip, 2),
-        "spot_vs_call_wall": _r((snap.gex_call_wall - spot) / spot, 4),
-        "spot_vs_put_wall": _r((spot - snap.gex_put_wall) / spot, 4),
-        "spot_vs_gamma_flip": _r((spot - snap.gex_gamma_flip) / spot, 4),
+        "spot_vs_call_wall": _rel(snap.gex_call_wall, spot, 1.0),
+        "spot_vs_put_wall": _rel(snap.gex_put_wall, spot, -1.0),
+        "spot_vs_gamma_flip": _rel(snap.gex_gamma_flip, spot, -1.0),
         "market_mode": snap.market_mode,
         "bias_lfi": _r(snap.bias_lfi, 4),
         "bias_direction": classify_bias_direction(_r(snap.bias_lfi, 4)),

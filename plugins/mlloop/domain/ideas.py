@@ -92,14 +92,21 @@ def structure_legs(strategy: str, side: str, direction: str, strike, width) -> l
     return [(k - w, side, s), (k, side, -2 * s), (k + w, side, s)]
 
 
+def pnl_range(strategy: str, side: str, direction: str, strike, width, debit, quantity: int = 1
+              ) -> tuple[Decimal | None, Decimal | None]:
+    """(max profit, max loss) in dollars of the structure entered at ``debit`` per share
+    (signed: + paid) x ``MULTIPLIER`` x quantity, as P&L over every expiry price: max loss is
+    the lowest P&L (negative for a loss); None where unbounded. ``optionsmath.payoff_extremes``."""
+    legs = [{"right": right, "strike": k, "quantity": q * quantity, "multiplier": MULTIPLIER}
+            for k, right, q in structure_legs(strategy, side, direction, strike, width)]
+    return payoff_extremes(legs, to_decimal(debit) * MULTIPLIER * quantity)
+
+
 def max_loss(strategy: str, side: str, direction: str, strike, width, debit, quantity: int = 1
              ) -> Decimal | None:
     """The structure's maximum loss in dollars (x ``MULTIPLIER`` x quantity), >= 0, over every
-    expiry price; ``None`` when unbounded (a naked short call). ``optionsmath.payoff_extremes``
-    on the legs, entered at ``debit`` per share (signed: + paid)."""
-    legs = [{"right": right, "strike": k, "quantity": q * quantity, "multiplier": MULTIPLIER}
-            for k, right, q in structure_legs(strategy, side, direction, strike, width)]
-    _, lowest = payoff_extremes(legs, to_decimal(debit) * MULTIPLIER * quantity)
+    expiry price; ``None`` when unbounded (a naked short call). From ``pnl_range``."""
+    _, lowest = pnl_range(strategy, side, direction, strike, width, debit, quantity)
     if lowest is None:
         return None
     return max(-lowest, Decimal(0))

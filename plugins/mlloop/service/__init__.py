@@ -3,7 +3,8 @@
 code. One module per thing:
 
 ``contexts`` market snapshots and contexts · ``selector_params`` rule-score weights ·
-``decisions`` the scoring request and its decision records · ``outcomes`` the P&L ledger,
+``feature_sets`` declared extra features · ``idea_input`` an idea checked against what it can
+be · ``decisions`` the scoring request and its decision records · ``outcomes`` the P&L ledger,
 settlement, labels, daily performance · ``scoring_plan`` which model scores an idea ·
 ``settings`` · ``registry`` model versions, promotion, rollback · ``training_data`` ·
 ``training`` · ``experiments`` · ``drift_reports`` · ``evaluation`` · ``replay`` (and the
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("common", "contexts", "selector_params", "decisions", "outcomes", "scoring_plan",
+MODULES = ("common", "contexts", "selector_params", "feature_sets", "idea_input", "decisions",
+           "outcomes", "scoring_plan",
            "settings", "registry", "training_data", "training", "experiments", "drift_reports",
            "evaluation", "replay")
 

@@ -12,10 +12,11 @@ emits nothing. No Flask: ``conn`` and ``user_id`` first.
 """
 from __future__ import annotations
 
-import datetime as dt
+import json
 import math
 from decimal import Decimal
 
+import numpy as np
 import sqlalchemy as sa
 from optionsmath.decimals import to_decimal
 
@@ -28,7 +29,7 @@ from plugins.mlloop.domain import ideas, labels, rules
 from plugins.mlloop.events import DECISIONS as DECISIONS_TOPIC
 from plugins.mlloop.events import FEATURES as FEATURES_TOPIC
 from plugins.mlloop.ml.scale import blend
-from plugins.mlloop.service import scoring_plan
+from plugins.mlloop.service import feature_sets, idea_input, scoring_plan
 from plugins.mlloop.service.common import (
     CENT, DECISIONS, FEATURE_COLUMNS, FEATURES, check_fits, chunks, dec2, decision_id_of,
     decision_key, feature_snapshot_id_of, insert_new, tracked_idea_id,
@@ -36,22 +37,6 @@ from plugins.mlloop.service.common import (
 from plugins.mlloop.service.contexts import CONTEXTS, features_json
 from plugins.mlloop.service.selector_params import active_params, params_version
 from plugins.mlloop.tables import ml_decisions, ml_feature_snapshots, tracked_ideas
-
-
-def _idea_of(item: dict, session: dt.date, index: int) -> ideas.TradeIdea:
-    exp = item["expiration"]
-    if exp < session:
-        raise errors.Unprocessable(f"ideas.{index}.expiration: before the decision's session ({session})",
-                                   errors={"json": {"ideas": {str(index): {"expiration": ["before the decision date"]}}}})
-    try:
-        return ideas.TradeIdea(
-            idea_id=item["idea_id"], strategy=item["strategy"], side=item["side"],
-            direction=item["direction"], strike=Decimal(item["strike"]),
-            width=item.get("width") if item["strategy"] != "single" else None,
-            expiration=exp, dte=(exp - session).days, debit=Decimal(item["debit"]),
-            quantity=item.get("quantity", 1), symbol=item.get("symbol", "SPX"))
-    except ideas.InvalidIdea as exc:
-        raise errors.Unprocessable(f"ideas.{index}: {exc}", errors={"json": {"ideas": {str(index): {"_schema": [str(exc)]}}}})
 
 
 # -- the decision record: one decoder (DecisionRecorded -> ml_decisions row), one store ----------
@@ -72,7 +57,8 @@ def decision_row(event, recorded_at=None) -> dict:
         ml_weight=float(p.get("ml_weight") or 0.0), scoring_mode=p.get("scoring_mode", "normal"),
         experiment_id=p.get("experiment_id"), experiment_arm=p.get("experiment_arm"),
         exploration=bool(p.get("exploration")), action_taken="ranked", rank=int(p.get("rank") or 0),
-        recorded_at=recorded_at)
+        tier_probabilities=p.get("tier_probabilities"), p_profitable=p.get("p_profitable"),
+        rule_source=p.get("rule_source", "selector"), recorded_at=recorded_at)
 
 
 def feature_row(event, recorded_at=None) -> dict:
@@ -80,7 +66,7 @@ def feature_row(event, recorded_at=None) -> dict:
     p = event.payload
     row = {c: p.get(c) for c in FEATURE_COLUMNS}
     row.update(id=p["feature_snapshot_id"], user_id=event.user_id, tracked_idea_id=p["tracked_idea_id"],
-               decision_id=p["decision_id"], recorded_at=recorded_at)
+               decision_id=p["decision_id"], extra_features=p.get("extra_features"), recorded_at=recorded_at)
     return row
 
 
@@ -97,10 +83,13 @@ def pending_decisions(conn, user_id: int, ids: list[str]) -> dict[str, dict]:
 def _item_of(row) -> dict:
     m = row._mapping if hasattr(row, "_mapping") else row
     return dict(idea_id=m["idea_id"], decision_id=m["id"], tracked_idea_id=m["tracked_idea_id"],
-                original_score=m["original_score"], ml_score=m["ml_score"], final_score=m["final_score"],
-                rule_components=m["rule_components"], model_id=m["model_id"], model_version=m["model_version"],
-                experiment_id=m["experiment_id"], experiment_arm=m["experiment_arm"],
-                exploration=bool(m["exploration"]), ml_weight=m["ml_weight"], replayed=True)
+                decision_time=m["decision_time"], original_score=m["original_score"],
+                rule_source=m.get("rule_source") or "selector", ml_score=m["ml_score"],
+                p_profitable=m.get("p_profitable"), tier_probabilities=m.get("tier_probabilities"),
+                final_score=m["final_score"], rule_components=m["rule_components"], model_id=m["model_id"],
+                model_version=m["model_version"], experiment_id=m["experiment_id"],
+                experiment_arm=m["experiment_arm"], exploration=bool(m["exploration"]),
+                ml_weight=m["ml_weight"], replayed=True)
 
 
 def _known_decisions(conn, user_id: int, ids: list[str]) -> dict[str, dict]:
@@ -115,10 +104,11 @@ def _known_decisions(conn, user_id: int, ids: list[str]) -> dict[str, dict]:
     return found
 
 
-def _ml_scores(assignments, feature_rows, originals) -> list[float | None]:
-    """ML scores per idea, batched per scorer; a model failure degrades to None (rules)."""
+def _ml_scores(assignments, feature_rows, originals) -> list[tuple]:
+    """(ML score, calibrated tier probabilities, P(profitable) = p2 + p3) per idea, batched per
+    scorer; a model failure degrades to (None, None, None): the rules decide alone."""
     import pandas as pd
-    out: list[float | None] = [None] * len(feature_rows)
+    out: list[tuple] = [(None, None, None)] * len(feature_rows)
     groups: dict[int, list[int]] = {}
     scorers = {}
     for j, a in enumerate(assignments):
@@ -130,8 +120,16 @@ def _ml_scores(assignments, feature_rows, originals) -> list[float | None]:
             frame = pd.DataFrame.from_records([feature_rows[j] for j in idx])
             frame = frame.drop(columns=["snapshot_time"], errors="ignore")
             res = scorers[key].score_batch(frame, [originals[j] for j in idx])
-            for j, v in zip(idx, res["ml_score"].tolist()):
-                out[j] = None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+            cols = [f"p_tier_{k}" for k in range(4)]
+            probs = (res[cols].to_numpy(dtype=float) if set(cols) <= set(res.columns)
+                     else [None] * len(idx))
+            for j, v, p in zip(idx, res["ml_score"].tolist(), probs):
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    continue
+                if p is None or not np.isfinite(p).all():
+                    out[j] = (float(v), None, None)
+                else:
+                    out[j] = (float(v), [round(float(x), 6) for x in p], round(float(p[2] + p[3]), 6))
         except Exception:  # never fail the selector on a model problem: rules decide alone
             pass
     return out
@@ -141,7 +139,13 @@ def score_ideas(conn, user_id: int, data: dict, *, mode: str = "normal") -> dict
     """Score a batch of ideas against one market context; return them ranked (final score
     first) with their decision ids. ``mode`` is the host's scoring mode, decided once by the
     caller for the whole request: ``rules_only`` = no ML influence (weight 0; the champion's
-    ML score is still logged as a shadow)."""
+    ML score is still logged as a shadow).
+
+    Each idea may carry its own ``decision_time`` (default: the request's, else the context's
+    as_of; never before the as_of), its own ``rule_score`` (recorded as ``original_score``,
+    ``rule_source`` "user") and, under a declared ``feature_set_version``, extra ``features``
+    (``idea_input``). A decision is keyed by (user, idea, context, selector_params version):
+    scoring it again returns the recorded one."""
     ctx = CONTEXTS.get(conn, user_id, data["context_id"])
     market = ctx["features"]
     context_id = ctx["context_id"]
@@ -151,24 +155,25 @@ def score_ideas(conn, user_id: int, data: dict, *, mode: str = "normal") -> dict
     items = data["ideas"]
     if len({i["idea_id"] for i in items}) != len(items):
         raise errors.field_error("ideas", "idea ids must be unique within a request")
+    fset = feature_sets.resolve(conn, data.get("feature_set_version"))
     params = active_params(conn, user_id)
-    session = fx.session_date(decision_time)
     keys = [decision_key(user_id, i["idea_id"], context_id, params.version) for i in items]
     ids = [decision_id_of(k) for k in keys]
     known = _known_decisions(conn, user_id, ids)
     todo = [j for j, d in enumerate(ids) if d not in known]
-    every = [_idea_of(item, session, j) for j, item in enumerate(items)]
-    tracked = _check_tracked(conn, user_id, every)  # a replayed idea id must still name its structure
-    ideas = [every[j] for j in todo]
+    every = [idea_input.parse(item, j, as_of=ctx["as_of"], default_time=decision_time, feature_set=fset)
+             for j, item in enumerate(items)]
+    tracked = _check_tracked(conn, user_id, [e.idea for e in every])  # an idea id names one structure
     results: list[dict] = [known[d] for d in ids if d in known]
-    if ideas:
-        results += _decide(conn, user_id, ideas, [keys[j] for j in todo], [ids[j] for j in todo], tracked,
-                           market, context_id, decision_time, params, ctx["symbol"], mode)
+    if todo:
+        results += _decide(conn, user_id, [every[j] for j in todo], [keys[j] for j in todo],
+                           [ids[j] for j in todo], tracked, market, context_id, params, ctx["symbol"],
+                           mode, fset)
     results.sort(key=lambda r: (-r["final_score"], -r["original_score"], r["idea_id"]))
     for rank, r in enumerate(results, 1):
         r["rank"] = rank
     return dict(context_id=context_id, decision_time=decision_time, selector_params_version=params.version,
-                scoring_mode=mode, ideas=results)
+                feature_set_version=fset.version, scoring_mode=mode, ideas=results)
 
 
 def _check_tracked(conn, user_id: int, batch: list[ideas.TradeIdea]) -> set[str]:
@@ -191,63 +196,68 @@ def _check_tracked(conn, user_id: int, batch: list[ideas.TradeIdea]) -> set[str]
     return seen
 
 
-def _decide(conn, user_id, batch, keys, ids, tracked, market, context_id, decision_time, params,
-            symbol, mode) -> list[dict]:
+def _decide(conn, user_id, batch, keys, ids, tracked, market, context_id, params, symbol, mode,
+            fset) -> list[dict]:
     sctx = rules.ScoringContext.from_market_features(market)
-    scores = rules.score_ideas(batch, sctx, params)
+    scores = rules.score_ideas([b.idea for b in batch], sctx, params)
+    originals = [b.rule_score if b.rule_score is not None else rs.total for b, rs in zip(batch, scores)]
     regime = market.get("vix_regime")
     rules_only = mode == "rules_only"
-    plan = scoring_plan.scoring_plan(conn, user_id, rules_only=rules_only)
-    assignments = [plan.for_idea(i.idea_id, regime) for i in batch]
+    plan = scoring_plan.scoring_plan(conn, user_id, rules_only=rules_only, feature_set_version=fset.version)
+    assignments = [plan.for_idea(b.idea.idea_id, regime) for b in batch]
     feature_rows = []
-    for idea, rs in zip(batch, scores):
+    for b, original in zip(batch, originals):
+        idea = b.idea
         f = fx.extract_idea_features({"strategy": idea.strategy, "side": idea.side, "direction": idea.direction,
                                       "strike": idea.strike, "width": idea.width, "dte": idea.dte,
-                                      "score": rs.total}, market)
-        feature_rows.append(f)
-    for f in feature_rows:
+                                      "score": original}, market)
         check_fits(f, "ideas")
-    originals = [float(rs.total) for rs in scores]
-    mls = _ml_scores(assignments, feature_rows, originals)
+        f["feature_set_version"] = fset.version
+        feature_rows.append({**f, **(b.extras or {})})
+    mls = _ml_scores(assignments, feature_rows, [float(o) for o in originals])
     now = utcnow()
     snap_time = market["snapshot_time"]
     dec_specs, feat_specs, idea_rows, results = [], [], [], []
-    for idea, rs, a, f, ml, key, did in zip(batch, scores, assignments, feature_rows, mls, keys, ids):
+    for b, rs, original, a, f, (ml, tiers, p_prof), key, did in zip(
+            batch, scores, originals, assignments, feature_rows, mls, keys, ids):
+        idea = b.idea
         weight = 0.0 if rules_only or ml is None else float(a.ml_weight)
         ml_d = dec2(ml)
-        final = rs.total if weight == 0.0 else dec2(blend(float(rs.total), float(ml_d), weight))
+        final = original if weight == 0.0 else dec2(blend(float(original), float(ml_d), weight))
         tid = tracked_idea_id(user_id, idea.idea_id)
         fid = feature_snapshot_id_of(did)
-        comps = {k: str(v) for k, v in rs.components.items()}
-        item = dict(idea_id=idea.idea_id, decision_id=did, tracked_idea_id=tid, original_score=rs.total,
-                    ml_score=ml_d, final_score=final, rule_components=comps,
+        source = "user" if b.rule_score is not None else "selector"
+        comps = {} if source == "user" else {k: str(v) for k, v in rs.components.items()}
+        item = dict(idea_id=idea.idea_id, decision_id=did, tracked_idea_id=tid, decision_time=b.decision_time,
+                    original_score=original, rule_source=source, ml_score=ml_d, p_profitable=p_prof,
+                    tier_probabilities=tiers, final_score=final, rule_components=comps,
                     model_id=a.model_id, model_version=a.model_version, experiment_id=a.experiment_id,
                     experiment_arm=a.arm, exploration=bool(a.exploration), ml_weight=weight, replayed=False)
         results.append(item)
-        fjson = features_json(f)
+        fjson = features_json({k: v for k, v in f.items() if b.extras is None or k not in b.extras})
         dec_specs.append(dict(
             type="DecisionRecorded", aggregate_type="decision", aggregate_id=did, aggregate_version=1,
-            user_id=user_id, occurred_at=decision_time, payload={
-                **item, "decision_key": key, "context_id": context_id, "decision_time": decision_time,
+            user_id=user_id, occurred_at=b.decision_time, payload={
+                **item, "decision_key": key, "context_id": context_id,
                 "selector_params_version": params.version, "feature_snapshot_id": fid,
-                "scoring_mode": mode, "rank": 0,
+                "scoring_mode": mode, "rank": 0, "feature_set_version": fset.version,
                 "idea": {"strategy": idea.strategy, "side": idea.side, "direction": idea.direction,
                          "strike": idea.strike, "width": idea.width, "expiration": idea.expiration.isoformat(),
                          "dte": idea.dte, "debit": idea.debit, "quantity": idea.quantity, "symbol": idea.symbol},
-                "features": fjson}))
+                "features": fjson, "extra_features": b.extras}))
         feat_specs.append(dict(
             type="FeatureSnapshotTaken", aggregate_type="feature_snapshot", aggregate_id=fid, aggregate_version=1,
             user_id=user_id, occurred_at=snap_time, payload={
                 "feature_snapshot_id": fid, "decision_id": did, "tracked_idea_id": tid, "idea_id": idea.idea_id,
-                **fjson}))
+                **fjson, "extra_features": b.extras}))
         if idea.idea_id not in tracked:
             idea_rows.append(dict(
                 id=tid, user_id=user_id, idea_id=idea.idea_id, symbol=idea.symbol or symbol, decision_id=did,
-                context_id=context_id, decision_time=decision_time, strategy=idea.strategy, side=idea.side,
+                context_id=context_id, decision_time=b.decision_time, strategy=idea.strategy, side=idea.side,
                 direction=idea.direction, strike=idea.strike, width=idea.width, dte=idea.dte,
                 expiration=idea.expiration, quantity=idea.quantity, entry_debit=idea.debit,
                 risk_unit=_risk_unit(idea), entry_spot=to_decimal(market["spot_price"]),
-                rule_score=rs.total, selector_params_version=params.version, regime=regime, version=1,
+                rule_score=original, selector_params_version=params.version, regime=regime, version=1,
                 created_at=now, updated_at=now))  # the path columns start at their defaults
     try:
         for part in chunks(idea_rows, 5000):
@@ -303,6 +313,10 @@ def _features_of_snapshot(row) -> dict:
     return out
 
 
+def _extras(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def get_decision(conn, user_id: int, decision_id: str) -> dict:
     """Everything needed to reproduce a decision: its record, the exact features, the idea's
     geometry, the selector_params version's weights and constants, and the model reference."""
@@ -314,14 +328,17 @@ def get_decision(conn, user_id: int, decision_id: str) -> dict:
         f = conn.execute(sa.select(ml_feature_snapshots).where(
             ml_feature_snapshots.c.id == d["feature_snapshot_id"])).first()
         d["features"] = _features_of_snapshot(f) if f is not None else None
+        d["extra_features"] = _extras(f._mapping["extra_features"]) if f is not None else None
     else:
         pending = pending_decisions(conn, user_id, [decision_id])
         if decision_id not in pending:
             raise errors.NotFound("no such decision")
         d = dict(pending[decision_id], status="pending")
-        d["features"] = None
+        d["features"] = d["extra_features"] = None
         for ev in outbox.read(conn, FEATURES, user_id=user_id, aggregate_id=d["feature_snapshot_id"], limit=1):
-            d["features"] = _features_of_snapshot(feature_row(ev))
+            row = feature_row(ev)
+            d["features"], d["extra_features"] = _features_of_snapshot(row), _extras(row["extra_features"])
+    d["rule_source"] = d.get("rule_source") or "selector"
     t = tracked_ideas.c
     idea = conn.execute(sa.select(tracked_ideas).where(t.id == d["tracked_idea_id"], t.user_id == user_id)).first()
     d["idea"] = None if idea is None else {k: idea._mapping[k] for k in (

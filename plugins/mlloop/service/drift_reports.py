@@ -56,7 +56,11 @@ def check_drift(conn, *, model_id: int | None = None, regime: str | None = None,
             until = conn.execute(sa.select(sa.func.max(ml_decisions.c.decision_time))).scalar() or utcnow()
             until = until + dt.timedelta(milliseconds=1)
         since = until - dt.timedelta(days=float(days))
-        current = load_recent_features(conn, since=since, until=until, regime=regime)
+        from plugins.mlloop.service import feature_sets
+        fsv = conn.execute(sa.select(ml_models.c.feature_set_version)
+                           .where(ml_models.c.id == model_id)).scalar()
+        current = load_recent_features(conn, since=since, until=until, regime=regime,
+                                       feature_set=feature_sets.known(conn, fsv))
     else:
         since = until = None
     if len(current) == 0:

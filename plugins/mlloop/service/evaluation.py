@@ -3,10 +3,12 @@ breakdown and the go-live checklist -- pure functions over a decision frame, plu
 checklist's loaders. JSON for charts. No Flask."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
-from plugins.mlloop.ml import abtest
+from plugins.mlloop.ml import abtest, skill
 from plugins.mlloop.ml.data import CLASS_ORDER
 from plugins.mlloop.ml.jsonable import jsonable
 from plugins.mlloop.ml.metrics import roc_auc, top_k_utility
@@ -210,3 +212,62 @@ def _experiment_readiness(conn, champ) -> dict:
                                           "champion_model_id": champ["id"] if champ else None,
                                           "experiments_with_srm": broken},
             "target": "deterministic routing, no SRM, a champion to test against"}
+
+
+# =========================================================================================
+# Reports over a scope (the admin API: one call per view)
+# =========================================================================================
+
+
+def _frame(conn, since=None, until=None, user_id=None, model_id=None) -> pd.DataFrame:
+    return decision_frame(conn, since=since, until=until, user_id=user_id, model_id=model_id)
+
+
+def score_outcomes_report(conn, *, score: str = "ml_score", **scope) -> dict:
+    return score_outcomes(_frame(conn, **scope), score)
+
+
+def ml_vs_rules_report(conn, *, threshold: float = 20.0, **scope) -> dict:
+    return ml_vs_rules(_frame(conn, **scope), threshold)
+
+
+def regime_breakdown_report(conn, **scope) -> dict:
+    return regime_breakdown(_frame(conn, **scope))
+
+
+def live_report(conn, **scope) -> dict:
+    """Live performance of logged, settled decisions in ``scope`` (since, until, user_id,
+    model_id): pooled AUCs for ``profitable`` of the ML score, P(profitable) and the rules,
+    and the multi-class Brier of the logged calibrated tier forecasts against each decision's
+    model's training base rate (``ml.skill``)."""
+    f = _frame(conn, **scope).dropna(subset=["pnl"])
+    won = (f["pnl"] > 0).to_numpy()
+    fm = f.dropna(subset=["ml_score"])
+    wm = (fm["pnl"] > 0).to_numpy()
+    models = sorted(int(m) for m in fm["model_id"].dropna().unique())
+    base = {}
+    for mid in models:
+        rates = ((get_model(conn, mid).get("metrics") or {}).get("base_rate"))
+        if rates:
+            base[mid] = rates
+    rows = [(r.profit_tier, r.tier_probabilities, base[int(r.model_id)]) for r in fm.itertuples()
+            if r.tier_probabilities and not pd.isna(r.model_id) and int(r.model_id) in base
+            and not pd.isna(r.profit_tier)]
+    if rows:
+        y = np.array([int(t) for t, _, _ in rows])
+        probs = np.array([p if isinstance(p, list) else json.loads(p) for _, p, _ in rows], dtype=float)
+        ref = np.array([b for _, _, b in rows], dtype=float)
+        s = skill.skill(y, probs, ref)
+        live_skill = {k: s[k] for k in ("n", "brier", "brier_base", "bss", "tiers")}
+    else:
+        live_skill = skill.skill(np.zeros(0), np.zeros((0, 4)), np.zeros(4))
+        live_skill = {k: live_skill[k] for k in ("n", "brier", "brier_base", "bss", "tiers")}
+    pp = fm.dropna(subset=["p_profitable"])
+    return jsonable({
+        "n": int(len(f)), "with_ml_score": int(len(fm)),
+        "win_rate": float(won.mean()) if len(f) else None,
+        "auc_ml_score": roc_auc(wm, fm["ml_score"].to_numpy()) if len(fm) else None,
+        "auc_p_profitable": roc_auc((pp["pnl"] > 0).to_numpy(), pp["p_profitable"].to_numpy()) if len(pp) else None,
+        "auc_rule": roc_auc(won, f["original_score"].to_numpy()) if len(f) else None,
+        "skill": live_skill, "models": models,
+    })

@@ -10,12 +10,11 @@ from optionsmath.decimals import quantize
 
 from app import errors
 from app.db import utcnow
-from plugins.mlloop.domain import features
 from plugins.mlloop.events import MODELS
 from plugins.mlloop.ml import abtest
 from plugins.mlloop.ml.jsonable import jsonable
 from plugins.mlloop.service.registry import (
-    _audit, _dec4, _set_status, champion, get_model, promote,
+    _audit, _dec4, _set_status, champion, feature_set_mismatch, get_model, promote,
 )
 from plugins.mlloop.service.settings import lock_registry
 from plugins.mlloop.service.training_data import decision_frame
@@ -30,10 +29,9 @@ def create_experiment(conn, data: Mapping, *, actor_user_id: int | None = None) 
     if ch["status"] not in ("validating", "challenger"):
         raise errors.InvalidState(f"model {ch['id']} is {ch['status']}: only a validating "
                                   "model can be a challenger")
-    if ch["feature_set_version"] != features.FEATURE_SET_VERSION:
-        raise errors.Conflict(f"model {ch['id']} feature_set_version "
-                              f"{ch['feature_set_version']!r} != {features.FEATURE_SET_VERSION!r}",
-                              code="feature_set_mismatch")
+    mismatch = feature_set_mismatch(conn, ch)
+    if mismatch:
+        raise errors.Conflict(f"model {ch['id']}: {mismatch}", code="feature_set_mismatch")
     running = conn.execute(sa.select(ml_experiments.c.id).where(
         ml_experiments.c.status == "running",
         ml_experiments.c.regime.is_(None) if regime is None else
@@ -41,7 +39,8 @@ def create_experiment(conn, data: Mapping, *, actor_user_id: int | None = None) 
     if running is not None:
         raise errors.InvalidState(f"experiment {running} is already running in this scope",
                                   code="experiment_running")
-    champ = champion(conn, regime) or (champion(conn, None) if regime else None)
+    fsv = ch["feature_set_version"]
+    champ = champion(conn, regime, fsv) or (champion(conn, None, fsv) if regime else None)
     if champ is not None and champ["id"] == ch["id"]:
         raise errors.InvalidState("the challenger is the champion")
     now = utcnow()

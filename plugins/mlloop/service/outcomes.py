@@ -81,6 +81,7 @@ def record_pnl_events(conn, user_id: int, events: list[dict]) -> dict:
     ``pnl_delta`` is a settlement whose delta the ledger computes."""
     if not events:
         return {"recorded": 0, "snapshots": 0, "settled": [], "events": []}
+    position = {id(e): i for i, e in enumerate(events)}
     given = [e["event_id"] for e in events if e.get("event_id")]
     if len(set(given)) != len(given):
         raise errors.field_error("events", "event ids must be unique within a request")
@@ -126,6 +127,8 @@ def record_pnl_events(conn, user_id: int, events: list[dict]) -> dict:
                 trigger = state.apply(etype, t, delta, fees, slip, underlying)
             except ledger.OutOfOrder as exc:
                 raise errors.InvalidState(f"idea {idea_id!r}: {exc}", code="out_of_order")
+            if etype == "settlement" and e.get("pnl_delta") is not None:
+                _check_settlement(row, state, position[id(e)])
             if e.get("trade_id") and not trade_id:
                 trade_id = e["trade_id"]
             event_id = e.get("event_id") or new_id()
@@ -174,6 +177,23 @@ def record_pnl_events(conn, user_id: int, events: list[dict]) -> dict:
     for part in chunks(specs, 5000):
         PNL_TOPIC.emit_many(conn, part)
     return {"recorded": len(pnl_rows), "snapshots": len(snap_rows), "settled": settled, "events": out}
+
+
+def _check_settlement(row, state: ledger.PathState, index: int) -> None:
+    """A settlement P&L must be one the structure can reach: its P&L at expiry before costs
+    (the settlement P&L plus the recorded fees and slippage, less adjustments) lies within
+    the structure's (max loss, max profit) entered at its debit; else 422 naming the event's
+    ``pnl_delta``."""
+    best, worst = ideas.pnl_range(row["strategy"], row["side"], row["direction"], row["strike"],
+                                  row["width"], row["entry_debit"], row["quantity"])
+    gross = state.cumulative_pnl + state.total_fees + state.total_slippage - state.total_adjustments
+    if (best is not None and gross > best) or (worst is not None and gross < worst):
+        bound = (f"at most {best.quantize(CENT)}" if best is not None and gross > best
+                 else f"at least {worst.quantize(CENT)}")
+        message = (f"a settlement P&L of {state.cumulative_pnl} for idea {row['idea_id']!r} is {gross} "
+                   f"before costs: its structure settles {bound}")
+        raise errors.Unprocessable(f"events.{index}.pnl_delta: {message}",
+                                   errors={"json": {"events": {str(index): {"pnl_delta": [message]}}}})
 
 
 def settle_ideas(conn, user_id: int, items: list[dict]) -> dict:

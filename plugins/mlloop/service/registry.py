@@ -51,9 +51,13 @@ def get_model(conn, model_id: int, *, with_metrics: bool = True) -> dict:
     return out
 
 
-def champion(conn, regime: str | None = None) -> dict | None:
-    r = conn.execute(sa.select(*_LIST_COLUMNS).where(ml_models.c.status == "champion",
-                                                     _scope(regime))).first()
+def champion(conn, regime: str | None = None,
+             feature_set_version: str = features.FEATURE_SET_VERSION) -> dict | None:
+    """The champion of a scope: a regime (None: global) of a feature set (one champion per
+    (feature set, regime): a model scores the ideas sent with its features)."""
+    r = conn.execute(sa.select(*_LIST_COLUMNS).where(
+        ml_models.c.status == "champion", _scope(regime),
+        ml_models.c.feature_set_version == feature_set_version)).first()
     return _model_out(r._mapping) if r else None
 
 
@@ -98,7 +102,8 @@ def register_model(conn, model, *, regime: str | None, dataset_hash: str,
                             .where(ml_models.c.model_name == name)).scalar() or 0) + 1
     model.version = str(version)
     blob = model.to_blob()
-    parent = champion(conn, regime) or (champion(conn, None) if regime else None)
+    parent = champion(conn, regime, feature_set_version) or (
+        champion(conn, None, feature_set_version) if regime else None)
     agg = model.metrics.get("aggregate") or {}
     pooled = model.metrics.get("pooled") or {}
     rng = model.data_range
@@ -136,14 +141,13 @@ def promotion_blockers(conn, model_id: int) -> list[dict]:
     when the candidate has none yet, of the champion it would replace)."""
     m = get_model(conn, model_id, with_metrics=False)
     out = []
-    if m["feature_set_version"] != features.FEATURE_SET_VERSION:
-        out.append({"code": "feature_set_mismatch",
-                    "message": f"model feature_set_version {m['feature_set_version']!r} != "
-                               f"inference's {features.FEATURE_SET_VERSION!r}"})
+    mismatch = feature_set_mismatch(conn, m)
+    if mismatch:
+        out.append({"code": "feature_set_mismatch", "message": mismatch})
     report = latest_drift(conn, model_id)
     subject = "candidate"
     if report is None:
-        current = champion(conn, m["regime"])
+        current = champion(conn, m["regime"], m["feature_set_version"])
         if current is not None and current["id"] != model_id:
             report, subject = latest_drift(conn, current["id"]), "current champion"
     if report is not None and report["drift_detected"]:
@@ -157,6 +161,21 @@ def promotion_blockers(conn, model_id: int) -> list[dict]:
         out.append({"code": f"gate_{g['name']}", "gate": g["name"], "message": g["message"],
                     "value": g["value"], "threshold": g["threshold"]})
     return out
+
+
+def feature_set_mismatch(conn, m: dict) -> str | None:
+    """Why inference could not feed this model the features it was trained on: its feature set
+    is neither the built-in one nor declared, or it uses features the set does not have."""
+    from plugins.mlloop.service import feature_sets
+    fs = feature_sets.known(conn, m["feature_set_version"])
+    if fs is None:
+        return (f"model feature_set_version {m['feature_set_version']!r} != inference's "
+                f"{features.FEATURE_SET_VERSION!r} and is not a declared feature set")
+    allowed = set(features.DEFAULT_FEATURE_LIST) | set(fs.extras)
+    extra = sorted(set(m.get("feature_list") or []) - allowed)
+    if extra:
+        return f"model uses features {extra} that feature set {fs.version!r} does not send"
+    return None
 
 
 def gate_report(conn, model_id: int, metrics: dict | None = None) -> dict:
@@ -191,7 +210,7 @@ def promote(conn, model_id: int, *, actor_user_id: int | None = None, reason: st
         raise errors.Conflict(f"promotion refused: {b['message']}", code=b["code"],
                               blockers=blockers)
     now = utcnow()
-    old = champion(conn, m["regime"])
+    old = champion(conn, m["regime"], m["feature_set_version"])
     if old is not None:
         _set_status(conn, old["id"], "retired", retired_at=now)
         _audit(conn, old["id"], "retired", "champion", "retired", regime=m["regime"],
@@ -206,12 +225,13 @@ def promote(conn, model_id: int, *, actor_user_id: int | None = None, reason: st
     return get_model(conn, model_id)
 
 
-def rollback(conn, *, regime: str | None = None, actor_user_id: int | None = None,
+def rollback(conn, *, regime: str | None = None, feature_set_version: str = features.FEATURE_SET_VERSION,
+             actor_user_id: int | None = None,
              reason: str | None = None) -> dict:
     """Retire the champion of ``regime`` (None: global) and restore the champion it replaced
     (from the audit trail). 409 when there is no champion or nothing to go back to."""
     lock_registry(conn)
-    current = champion(conn, regime)
+    current = champion(conn, regime, feature_set_version)
     if current is None:
         raise errors.InvalidState(f"no champion for {regime or 'the global scope'}",
                                   code="no_champion")

@@ -72,3 +72,51 @@ def deep_score(conn, model_id: int, feature_rows: list[Mapping], original_scores
 
 def _f(v):
     return None if v is None else float(v)
+
+
+def tier_probabilities(conn, decision_ids: list[str]) -> list[dict]:
+    """Tier probabilities of many logged decisions at once: per model, its scorer loads once
+    (cached) and scores every decision's stored features in one batch. Beside each: the
+    logged ML score and tier forecast, and whether the recomputed score (2 places) matches."""
+    import pandas as pd
+
+    md, fs = ml_decisions, ml_feature_snapshots
+    rows = {r.id: r for r in conn.execute(
+        sa.select(md.c.id, md.c.model_id, md.c.ml_score, md.c.tier_probabilities, md.c.feature_snapshot_id)
+        .where(md.c.id.in_(list(decision_ids))))}
+    snaps = {r.id: feature_dict(dict(r._mapping)) for r in conn.execute(
+        sa.select(fs).where(fs.c.id.in_([r.feature_snapshot_id for r in rows.values()])))}
+    out = {}
+    by_model: dict[int, list[str]] = {}
+    for did in decision_ids:
+        r = rows.get(did)
+        base = {"decision_id": did, "model_id": None, "tier_probabilities": None, "p_profitable": None,
+                "ml_score": None, "logged_ml_score": None, "logged_tier_probabilities": None,
+                "matches": False, "reason": None}
+        if r is None:
+            out[did] = {**base, "reason": "no such decision"}
+            continue
+        base.update(model_id=r.model_id, logged_ml_score=_f(r.ml_score),
+                    logged_tier_probabilities=r.tier_probabilities)
+        if r.model_id is None:
+            out[did] = {**base, "matches": r.ml_score is None, "reason": "rules only: no model scored it"}
+        elif r.feature_snapshot_id not in snaps:
+            out[did] = {**base, "reason": "its feature snapshot is not recorded yet"}
+        else:
+            out[did] = base
+            by_model.setdefault(int(r.model_id), []).append(did)
+    for model_id, ids in by_model.items():
+        scorer = load_scorer(conn, model_id)
+        if scorer is None:
+            for did in ids:
+                out[did]["reason"] = f"model {model_id} is not in the registry"
+            continue
+        frame = pd.DataFrame([snaps[rows[d].feature_snapshot_id] for d in ids])
+        res = scorer.score_batch(frame)
+        for did, rec in zip(ids, res.itertuples()):
+            probs = [float(getattr(rec, f"p_tier_{k}")) for k in range(4)]
+            logged = out[did]["logged_ml_score"]
+            out[did].update(tier_probabilities=probs, p_profitable=probs[2] + probs[3],
+                            ml_score=float(rec.ml_score),
+                            matches=logged is not None and round(float(rec.ml_score), 2) == round(logged, 2))
+    return jsonable([out[d] for d in decision_ids])

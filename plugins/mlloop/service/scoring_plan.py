@@ -130,17 +130,20 @@ class ScoringPlan:
         return stable_unit("explore", idea_id) < float(self.settings["exploration_rate"])
 
 
-def scoring_plan(conn, user_id, *, rules_only: bool = False) -> ScoringPlan:
+def scoring_plan(conn, user_id, *, rules_only: bool = False,
+                 feature_set_version: str = features.FEATURE_SET_VERSION) -> ScoringPlan:
     """Load champions, running experiments, settings and low-data regimes once for a batch.
 
     ``rules_only`` is the request's scoring mode, decided once by the caller (the host's
     ``scoring_mode`` hook: breakers, kill switches): every assignment then has weight 0 and no
-    experiment arm, and the scope's champion still scores as a shadow (logged, no influence)."""
+    experiment arm, and the scope's champion still scores as a shadow (logged, no influence).
+    Champions and experiments are those of ``feature_set_version``: the ideas' features."""
     settings = get_settings(conn)
     champions = {}
     for r in conn.execute(sa.select(ml_models.c.id, ml_models.c.model_version, ml_models.c.regime,
                                     ml_models.c.content_id)
-                          .where(ml_models.c.status == "champion")):
+                          .where(ml_models.c.status == "champion",
+                                 ml_models.c.feature_set_version == feature_set_version)):
         champions[r.regime] = {"id": r.id, "model_version": r.model_version,
                                "content_id": r.content_id}
     experiments = []
@@ -149,10 +152,14 @@ def scoring_plan(conn, user_id, *, rules_only: bool = False) -> ScoringPlan:
     if rows:
         ids = {i for r in rows for i in (r.champion_model_id, r.challenger_model_id) if i is not None}
         info = {r.id: r for r in conn.execute(
-            sa.select(ml_models.c.id, ml_models.c.model_version, ml_models.c.content_id)
+            sa.select(ml_models.c.id, ml_models.c.model_version, ml_models.c.content_id,
+                      ml_models.c.feature_set_version)
             .where(ml_models.c.id.in_(ids)))}
         for r in rows:
             e = dict(r._mapping)
+            challenger = info.get(e["challenger_model_id"])
+            if challenger is None or challenger.feature_set_version != feature_set_version:
+                continue  # an experiment routes the ideas of its challenger's feature set only
             for side in ("champion", "challenger"):
                 m = info.get(e[f"{side}_model_id"])
                 e[f"{side}_version"] = m.model_version if m else None

@@ -8,7 +8,7 @@ import contextlib
 from typing import Callable, Mapping
 
 from app import errors
-from plugins.mlloop.service import registry, training_data
+from plugins.mlloop.service import feature_sets, registry, training_data
 
 Progress = Callable[[float, str], None]
 
@@ -73,9 +73,11 @@ def train_frame(frame, *, params: Mapping | None = None, options: Mapping | None
 def train(db, *, params: Mapping | None = None, options: Mapping | None = None,
           regime: str | None = None, progress: Progress | None = None,
           actor_user_id: int | None = None, description: str | None = None, frame=None,
-          min_rows: int = MIN_ROWS) -> dict:
+          min_rows: int = MIN_ROWS, feature_set_version: str | None = None) -> dict:
     """Train on every user's settled ideas (``regime``: only that VIX regime's, registered as
     a candidate champion for that regime) and register the result (status validating).
+    ``feature_set_version``: the ideas scored under a declared feature set, with its extra
+    features (default: the built-in set); the model serves that set's ideas.
 
     ``db``: an ``app.db.Database`` (load in a read transaction, fit with none open, register
     in a write transaction: a long fit holds no lock) or an open connection (everything in
@@ -85,9 +87,11 @@ def train(db, *, params: Mapping | None = None, options: Mapping | None = None,
     db = as_database(db)
     report = progress or (lambda fraction, message: None)
     report(0.0, "loading settled ideas")
-    if frame is None:
-        with db.read() as c:
-            frame = training_data.load_training_frame(c, regime=regime)
+    with db.read() as c:
+        fset = feature_sets.resolve(c, feature_set_version)
+        if frame is None:
+            frame = training_data.load_training_frame(c, regime=regime, feature_set=fset)
+    names, cats = training_data.feature_columns(fset)
     if len(frame) < min_rows:
         raise errors.InvalidState(
             f"only {len(frame)} settled ideas with features"
@@ -99,13 +103,14 @@ def train(db, *, params: Mapping | None = None, options: Mapping | None = None,
         report(0.05 + 0.9 * done / max(total, 1), message)
 
     try:
-        model = train_frame(frame, params=params, options=options, progress=windows)
+        model = train_frame(frame, params=params, options=options, progress=windows,
+                            feature_list=names, cat_features=cats)
     except ValueError as exc:
         raise errors.InvalidState(f"training failed: {exc}", code="training_failed")
     with db.transaction() as c:
         row = registry.register_model(
-            c, model, regime=regime, dataset_hash=training_data.dataset_hash(frame),
+            c, model, regime=regime, dataset_hash=training_data.dataset_hash(frame, names),
             reference=training_data.reference_sample(frame, model), actor_user_id=actor_user_id,
-            description=description)
+            description=description, feature_set_version=fset.version)
     report(1.0, f"registered model {row['id']}")
     return row

@@ -16,7 +16,7 @@ from app.auth import admin_only
 from app import fields as tf
 from app.concurrency import versioned_update
 from app.db import Money, UtcDateTime, new_id, utcnow
-from app.hookspecs import SSEStream, Topic, Veto, hookimpl
+from app.hookspecs import JobKind, ScheduleEntry, SSEStream, Topic, Veto, hookimpl
 from app.plugins import migrations_branch
 from app.web import Blueprint, conn, user
 from bus.consumer import batch
@@ -165,6 +165,87 @@ class Purge(MethodView):
         return {"would_purge_older_than_days": data["older_than_days"]}
 
 
+# -- jobs (plain service functions: no Flask, no Huey) --------------------------------------
+def count_notes(db, user_id, progress) -> dict:
+    """How many notes the submitter has (all notes for a scheduled run)."""
+    progress(0.5, "counting")
+    q = sa.select(sa.func.count()).select_from(notes)
+    if user_id is not None:
+        q = q.where(notes.c.user_id == user_id)
+    with db.read() as c:
+        return {"count": c.execute(q).scalar()}
+
+
+class SlowParams(Schema):
+    seconds = fields.Float(load_default=1.0, validate=validate.Range(min=0, max=120))
+    steps = fields.Integer(load_default=10, validate=validate.Range(min=1, max=10_000))
+    burn = fields.Boolean(load_default=False, metadata={"description": "spin the CPU instead of sleeping"})
+    fail = fields.String(load_default=None, allow_none=True, metadata={"description": "raise this message"})
+    log = fields.String(load_default=None, allow_none=True, metadata={"description": "append a line per start/end"})
+
+
+def slow(params, progress, job_id) -> dict:
+    """Work for ``seconds`` in ``steps``, reporting progress; test knob for the job drills."""
+    def note(what):
+        if params.get("log"):
+            with open(params["log"], "a") as f:
+                f.write(f"{what} {job_id} {os.getpid()}\n")
+    note("start")
+    step = params["seconds"] / params["steps"]
+    for i in range(params["steps"]):
+        if params["burn"]:
+            end = time.perf_counter() + step
+            x = 0
+            while time.perf_counter() < end:
+                x += sum(range(200))
+        else:
+            time.sleep(step)
+        progress((i + 1) / params["steps"], f"step {i + 1} of {params['steps']}")
+    if params.get("fail"):
+        raise errors.Unprocessable(params["fail"], code="asked_to_fail")
+    note("end")
+    return {"pid": os.getpid(), "steps": params["steps"]}
+
+
+class FlakyParams(Schema):
+    counter = fields.String(required=True, metadata={"description": "a file counting attempts"})
+    succeed_on = fields.Integer(load_default=2)
+
+
+def flaky(params) -> dict:
+    """Raises ConnectionError until its ``succeed_on``-th attempt (retry_on)."""
+    n = (int(open(params["counter"]).read() or 0) if os.path.exists(params["counter"]) else 0) + 1
+    with open(params["counter"], "w") as f:
+        f.write(str(n))
+    if n < params["succeed_on"]:
+        raise ConnectionError(f"attempt {n} failed")
+    return {"attempt": n}
+
+
+def burn_cpu(seconds: float) -> int:
+    """Spin one core for ``seconds`` (pure Python, holds the GIL); returns the loop count."""
+    end, n = time.perf_counter() + seconds, 0
+    while time.perf_counter() < end:
+        sum(range(200))
+        n += 1
+    return n
+
+
+class BurnIn(Schema):
+    seconds = fields.Float(required=True, validate=validate.Range(min=0, max=10))
+    timeout = fields.Float(load_default=30, validate=validate.Range(min=0.1, max=60))
+
+
+@blp.route("/burn")
+class Burn(MethodView):
+    @blp.arguments(BurnIn)
+    @blp.response(200)
+    def post(self, data):
+        """Test only: CPU work the response waits for, in the off-loop process pool."""
+        from app.jobs.offloop import run_cpu
+        return {"loops": run_cpu(burn_cpu, data["seconds"], timeout=data["timeout"])}
+
+
 # -- hooks ------------------------------------------------------------------------------
 @hookimpl
 def register_blueprints(app):
@@ -202,6 +283,24 @@ def notes_count():
     ext = current_app.extensions["tradeloop"]
     with ext.db.transaction() as c:
         click.echo(c.execute(sa.select(sa.func.count()).select_from(notes)).scalar())
+
+
+@hookimpl
+def register_job_kinds():
+    return [JobKind("notes.count", count_notes, "Count your notes."),
+            JobKind("notes.slow", slow, "Work a while with progress (test drills).", params_schema=SlowParams),
+            JobKind("notes.slow_retried", slow, "notes.slow, rerun when its worker dies (2 attempts).",
+                    params_schema=SlowParams, max_attempts=2),
+            JobKind("notes.flaky", flaky, "Fails with ConnectionError until an attempt succeeds.",
+                    params_schema=FlakyParams, max_attempts=3, retry_on=(ConnectionError,)),
+            JobKind("notes.admin_count", count_notes, "Count every note (admins).", admin_only=True)]
+
+
+@hookimpl
+def register_schedule():
+    # Off unless a deployment turns it on (JOBS_SCHEDULE="notes.count_all=every 2"): tests do.
+    return [ScheduleEntry("notes.count_all", "notes.admin_count", every_seconds=3600, enabled=False,
+                          description="Count every note.")]
 
 
 @hookimpl
