@@ -1,13 +1,13 @@
 """core: server-side browser sessions (app.sessions) and leases (bus.lease: one relay at a
 time).
 
-Revision ID: core_0002_sessions
+Revision ID: core_0003
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "core_0002_sessions"
-down_revision = "core_0001"
+revision = "core_0003"
+down_revision = "core_0002"
 branch_labels = None
 depends_on = None
 
