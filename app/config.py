@@ -55,6 +55,8 @@ DEFAULTS = {
     "SSE_AUTH_RECHECK_SECONDS": 30.0,
     # One relay publishes per stream set; another takes over this long after it stops renewing.
     "RELAY_LEASE_SECONDS": 10.0,
+    # One JSON access-log line per request on stderr (app/observability.py); false to silence.
+    "ACCESS_LOG": True,
     # Background jobs (app/jobs, docs/jobs.md). The queue is Redis when REDIS_URL is set, else
     # a SQLite file (JOBS_SQLITE_PATH, default: beside the SQLite database).
     "JOBS_SQLITE_PATH": None,
