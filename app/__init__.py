@@ -239,6 +239,8 @@ def create_app(overrides: dict | None = None) -> Flask:
             _with_app_context(cmd)
             app.cli.add_command(cmd)
     _install_request_hooks(app, ext_)
+    from app import observability
+    observability.init_app(app, ext_)  # access log, X-Request-ID, /metrics
     _install_notifier(ext_)
     for _plugin, _ in ext_.plugins.call("app_ready", app=app):
         pass

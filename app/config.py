@@ -34,6 +34,8 @@ DEFAULTS = {
     "CONSUMER_MAX_ATTEMPTS": 5,
     "CONSUMER_BACKOFF_SECONDS": 0.2,
     "PAGE_SIZE_MAX": 500,
+    # One JSON access-log line per request on stderr (app/observability.py); false to silence.
+    "ACCESS_LOG": True,
     # Background jobs (app/jobs, docs/jobs.md). The queue is Redis when REDIS_URL is set, else
     # a SQLite file (JOBS_SQLITE_PATH, default: beside the SQLite database).
     "JOBS_SQLITE_PATH": None,

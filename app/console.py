@@ -18,5 +18,11 @@ def register(app) -> None:
         return redirect("/console")
     root._public = True
 
+    def favicon():
+        # browsers ask for /favicon.ico on every page (Swagger UI's too)
+        return send_from_directory(CONSOLE_DIR, "favicon.svg", mimetype="image/svg+xml", max_age=86400)
+    favicon._public = True
+
     app.add_url_rule("/console", endpoint="tl_public_console", view_func=index)
+    app.add_url_rule("/favicon.ico", endpoint="tl_public_favicon", view_func=favicon)
     app.add_url_rule("/", endpoint="tl_public_root", view_func=root)

@@ -43,3 +43,9 @@ def register_commands():
 @hookimpl
 def app_ready(app):
     immutable.install(app.extensions["tradeloop"].db.engine)
+
+
+@hookimpl
+def load_demo_data(conn, user_id):
+    from plugins.mlloop import demo  # schedules a background process: settled ML history
+    demo.load(conn, user_id)

@@ -95,24 +95,28 @@ def settlement_price_cmd(underlying, expiry, price, settlement_time, user_name):
 @click.option("--dry-run", is_flag=True, help="Print the reconciliation report; write nothing.")
 @click.option("--skip-bad-rows", is_flag=True, help="Import the good rows and list the bad ones.")
 def import_cmd(file, fmt, user_name, timezone, dry_run, skip_bad_rows):
-    """Import a broker's CSV of executions into a user's trade log (one transaction: all of it
-    or nothing), with a progress bar; prints the import record and its report (JSON)."""
+    """Import a broker's CSV of executions into a user's trade log, as a job run here (with a
+    progress bar; one transaction: all of it or nothing); prints the import record and its
+    report (JSON). Exits non-zero naming the bad rows when the file is rejected."""
     from plugins.tradelog import imports
     with open(file, "rb") as f:
         content = f.read()
+    ext = current_app.extensions["tradeloop"]
 
-    def go(conn):
-        with click.progressbar(length=1000, label="importing", file=click.get_text_stream("stderr")) as bar:
-            def progress(fraction, message=""):
-                bar.update(int(fraction * 1000) - bar.pos)
-            return imports.import_file(conn, _user_id(conn, user_name), content, {
-                "format": fmt, "timezone": timezone, "dry_run": dry_run, "skip_bad_rows": skip_bad_rows,
-                "filename": file.rsplit("/", 1)[-1]}, progress=progress)
-    try:
-        with current_app.extensions["tradeloop"].db.transaction() as conn:
-            record = go(conn)
-    except errors.DomainError as exc:
-        for line in ((exc.errors or {}).get("files") or {}).get("file", [])[:20]:
+    def create(conn):
+        uid = _user_id(conn, user_name)
+        return uid, imports.create_import(conn, uid, content, {
+            "format": fmt, "timezone": timezone, "dry_run": dry_run, "skip_bad_rows": skip_bad_rows,
+            "filename": file.rsplit("/", 1)[-1]})
+    uid, record = _run(create)
+    with click.progressbar(length=1000, label="importing", file=click.get_text_stream("stderr")) as bar:
+        job = ext.jobs.run_inline(imports.JOB_KIND, {"import_id": record["id"]}, user_id=uid, is_admin=False,
+                                  listeners=[lambda fraction, message="": bar.update(int(fraction * 1000) - bar.pos)])
+    with ext.db.read() as conn:
+        record = imports.get_import(conn, uid, record["id"])
+    if job["state"] != "succeeded":
+        err = record.get("error") or job.get("error") or {}
+        for line in ((err.get("errors") or {}).get("files") or {}).get("file", [])[:20]:
             click.echo(f"  {line}", err=True)
-        raise click.ClickException(exc.message)
+        raise click.ClickException(err.get("message") or f"the import job {job['state']}")
     _out(record)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from app.hookspecs import SSEStream, hookimpl
 from app.plugins import migrations_branch
-from plugins.tradelog import cli, demo, handlers, schemas, tables, views
+from plugins.tradelog import cli, demo, handlers, jobs, schemas, tables, views
 
 PLUGIN_NAME = "tradelog"
 
@@ -41,6 +41,16 @@ def register_sse_streams():
 @hookimpl
 def register_commands():
     return [cli.group, cli.import_cmd]
+
+
+@hookimpl
+def register_job_kinds():
+    return jobs.KINDS
+
+
+@hookimpl
+def register_schedule():
+    return jobs.SCHEDULE
 
 
 @hookimpl

@@ -759,19 +759,31 @@ class ImportReport(Schema):
     realized_pnl = fields.String(required=True, metadata={"description": "realized by the imported closing fills"})
 
 
+class ImportFailure(Schema):
+    status = fields.Integer()
+    code = fields.String(required=True, metadata={"description": "import_rejected (bad rows) or import_failed"})
+    message = fields.String(required=True)
+    errors = fields.Dict()
+    rejected = fields.List(fields.Nested(ReportRow), metadata={"description": "the bad rows: line, column, reason"})
+
+
 class ImportRecord(Schema):
-    id = fields.String(allow_none=True, metadata={"description": "null for a dry run (nothing is kept)"})
+    id = fields.String(required=True)
     format = fields.String(required=True, validate=validate.OneOf(IMPORT_FORMATS))
     filename = fields.String(allow_none=True)
     timezone = fields.String(required=True)
     dry_run = fields.Boolean(required=True)
     skip_bad_rows = fields.Boolean(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["succeeded", "dry_run"]))
+    status = fields.String(required=True, validate=validate.OneOf(["queued", "succeeded", "rejected", "failed"]),
+                           metadata={"description": "queued (its job has not run), succeeded, rejected (bad rows: "
+                                                    "nothing imported), failed"})
     rows = fields.Integer(required=True)
     sha256 = fields.String(required=True)
     created_at = tf.UtcDateTime(required=True)
     finished_at = tf.UtcDateTime(allow_none=True)
-    report = fields.Nested(ImportReport, required=True)
+    job_id = fields.String(allow_none=True, metadata={"description": "the job that runs it: /api/jobs/{job_id}"})
+    report = fields.Nested(ImportReport, allow_none=True, metadata={"description": "once succeeded"})
+    error = fields.Nested(ImportFailure, allow_none=True, metadata={"description": "once rejected or failed"})
 
 
 # -- event payloads (tradelog.events) ---------------------------------------------------

@@ -9,6 +9,7 @@ realised figures fixed at close (P&L, fees, initial risk) are.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from app.db import JSONType, Money, UtcDateTime
 
@@ -212,11 +213,18 @@ imports = sa.Table(
     sa.Column("timezone", sa.String(64), nullable=False),
     sa.Column("dry_run", sa.Boolean, nullable=False),
     sa.Column("skip_bad_rows", sa.Boolean, nullable=False),
-    sa.Column("status", sa.String(12), nullable=False),  # succeeded (a failed import writes nothing)
+    sa.Column("status", sa.String(12), nullable=False),  # queued | succeeded | rejected | failed
     sa.Column("rows", sa.Integer, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),  # of the file's bytes
     sa.Column("report", JSONType, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("finished_at", UtcDateTime, nullable=True),
+    # 0004: imports run as jobs: the upload waits here for its job (cleared once imported).
+    sa.Column("content", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"), nullable=True),
+    sa.Column("job_id", sa.String(36), nullable=True),
+    sa.Column("error", JSONType, nullable=True),
     sa.Index("ix_tl_imports_user", "user_id", "created_at"),
 )
+
+# Columns 0004 adds to tl_imports.
+ADDED_0004 = {"tl_imports": ["content", "job_id", "error"]}

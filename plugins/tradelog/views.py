@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
+from app import jobs
+from app.jobs.views import JobSchema
 from app.web import Blueprint, Paged, conn, ext, user
 from plugins.tradelog import schemas as s
 from plugins.tradelog import imports, journal, orders, pnl, rolls, service, settlement, stats
@@ -288,16 +290,20 @@ class SettlementPrices(MethodView):
 class Imports(MethodView):
     @imports_blp.arguments(s.ImportForm, location="form")
     @imports_blp.arguments(s.ImportFile, location="files")
-    @imports_blp.response(201, s.ImportRecord)
-    @imports_blp.alt_response(200, schema=s.ImportRecord, description="a dry run: the report, nothing written")
+    @imports_blp.response(202, JobSchema, headers={"Location": {
+        "description": "/api/jobs/{id}: follow the import's job", "schema": {"type": "string"}}})
     def post(self, form, files):
         """Import executions from a broker's CSV (multipart: ``file``, ``format``, ``timezone``,
-        ``dry_run``, ``skip_bad_rows``): positions and legs, FIFO matching, settlements, rolls;
-        rows already imported are skipped. Answers the reconciliation report. 422
-        ``import_rejected`` naming each bad row's line and column (nothing imported)."""
+        ``dry_run``, ``skip_bad_rows``) as a job: 202 with the job (``params.import_id`` names
+        the import; its ``result`` sums it up). The import itself — positions and legs, FIFO
+        matching, settlements, rolls, rows already imported skipped — is one transaction; its
+        reconciliation report is at ``/api/imports/{id}``. 422 here for a bad format, time zone
+        or file (size, encoding); a file with bad rows fails its job with ``import_rejected``."""
         upload = files["file"]
-        record = imports.import_file(conn(), user().id, upload.read(), dict(form, filename=upload.filename))
-        return record, 200 if record["dry_run"] else 201
+        record = imports.create_import(conn(), user().id, upload.read(), dict(form, filename=upload.filename))
+        job = jobs.submit(conn(), imports.JOB_KIND, {"import_id": record["id"]}, user=user())
+        imports.set_job(conn(), user().id, record["id"], job["id"])
+        return jobs.accepted(job)
 
     @imports_blp.response(200, s.ImportRecord(many=True))
     @imports_blp.paginated

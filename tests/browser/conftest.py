@@ -54,7 +54,8 @@ class Server:
         self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         self.env.pop("REDIS_URL", None)
         self.env.update(DATABASE_URL=self.db_url, TRADELOOP_PLUGINS=",".join(self.plugins), PYTHONPATH=ROOT,
-                        SECRET_KEY="browser-tests", SSE_RETRY_MS="500", SSE_HEARTBEAT_SECONDS="2")
+                        SECRET_KEY="browser-tests", SSE_RETRY_MS="500", SSE_HEARTBEAT_SECONDS="2",
+                        DEMO_ML_IDEAS_PER_DAY="150")  # the demo's ML history, built in the background
         self.engine = sa.create_engine(self.db_url)
 
     @property

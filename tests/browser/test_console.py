@@ -10,6 +10,8 @@ user's rows in the server's outbox.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import time
 import uuid
 
@@ -124,6 +126,103 @@ def test_demo_user_sees_positions_risk_graph_and_live_events(browser, server, sh
         if "breakers" in server.plugins:
             expect(page.locator("#trading-state")).to_have_text("ACTIVE")
         shot(page, "01-demo-console")
+        assert page.errors == []
+    finally:
+        ctx.close()
+
+
+# -- someone who just arrived (issue 12, item 5) ----------------------------------------------------
+def test_signed_out_page_shows_only_the_sign_in_form(browser, server, shot):
+    ctx = browser.new_context(viewport=VIEWPORT)
+    page = ctx.new_page()
+    errors, failed = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 and "/api/auth/me" not in r.url else None)
+    try:
+        page.goto(server.url + "/console")
+        expect(page.locator("#login")).to_be_visible()
+        expect(page.locator("#login-token")).to_be_focused()
+        page.wait_for_load_state("networkidle")
+        assert not page.locator("#app").is_visible()
+        panels = page.locator("section.panel")
+        assert panels.count() >= 4
+        for i in range(panels.count()):                       # no panel, not even an empty one
+            assert not panels.nth(i).is_visible(), panels.nth(i).get_attribute("id")
+        assert not page.locator("#conn").is_visible()         # nothing is "connecting…"
+        assert "connecting" not in page.locator("body").inner_text()
+        icon = page.locator("link[rel=icon]").get_attribute("href")
+        r = requests.get(server.url + icon, timeout=10)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("image/svg+xml")
+        assert requests.get(server.url + "/favicon.ico", timeout=10).status_code == 200
+        shot(page, "00-signed-out")
+        assert errors == [] and failed == []
+    finally:
+        ctx.close()
+
+
+def _overlapping(boxes):
+    return [(a["text"], b["text"]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+            if a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]]
+
+
+def test_risk_graph_labels_never_overlap_and_iv_starts_at_market(browser, server, shot):
+    """The demo graph (its position + two strategies: three max P, three max L, several
+    breakevens) draws every label without overlap, inside the plot; the IV slider starts at
+    the stored SPX market IV (the demo stores 16%)."""
+    from plugins.riskgraph.demo import MARKET_INPUTS
+    ctx, page = new_session(browser, server, server.demo_token)
+    try:
+        chart = page.locator("#risk-chart")
+        expect(chart).to_have_attribute("data-labels", re.compile(r"max P"))
+        iv = round(MARKET_INPUTS["iv"] * 100)
+        expect(page.locator("#iv")).to_have_value(str(iv))
+        expect(page.locator("#iv-out")).to_have_text(f"{iv}%")
+        for width in (VIEWPORT["width"], 900, 700):            # narrower plots crowd the labels more
+            if width != VIEWPORT["width"]:
+                before = chart.get_attribute("data-updated")
+                page.set_viewport_size({"width": width, "height": 1400})
+                page.wait_for_function("b => document.querySelector('#risk-chart').dataset.updated !== b",
+                                       arg=before, timeout=15_000)
+            boxes = json.loads(chart.get_attribute("data-labels"))
+            texts = [b["text"] for b in boxes]
+            assert sum(t.startswith("max P") for t in texts) >= 2 and sum(t.startswith("max L") for t in texts) >= 2
+            assert any(t.startswith("BE ") for t in texts), texts
+            assert _overlapping(boxes) == [], (width, _overlapping(boxes))
+        page.set_viewport_size(VIEWPORT)
+        page.locator("#risk-chart").scroll_into_view_if_needed()
+        shot(page, "01b-risk-graph-labels")
+        assert page.errors == []
+    finally:
+        ctx.close()
+
+
+def test_live_feed_stays_readable_when_one_type_floods(browser, server, shot):
+    """30 StrategyAdded events after one PositionCreated: the type's toggle hides the flood,
+    and when the feed is full the flooding type gives way, not the rare one."""
+    uid, token = server.user()
+    ctx, page = new_session(browser, server, token)
+    try:
+        page.evaluate("() => { window.tradeloopConsole.feedMax = 20; }")
+        call(server, token, "POST", "/api/positions", {"symbol": "RARE", "legs": [{"instrument_type": "stock", "quantity": 1}]})
+        for i in range(30):
+            call(server, token, "POST", "/api/risk-graph/strategies",
+                 {"strategy": "single", "side": "call", "strike": str(6000 + 5 * i), "dte": 20, "label": f"flood-{i}"})
+        flood = page.locator("#feed-types button[data-type=StrategyAdded]")
+        expect(flood.locator(".n")).to_have_text("30")
+        expect(page.locator("#feed li.ev")).to_have_count(20)                      # capped ...
+        expect(page.locator("#feed li.ev[data-type=PositionCreated]")).to_have_count(1)  # ... the rare one kept
+        flood.click()
+        expect(flood).to_have_attribute("aria-pressed", "false")
+        expect(page.locator("#feed li.ev[data-type=StrategyAdded]:visible")).to_have_count(0)
+        expect(page.locator("#feed li.ev[data-type=PositionCreated]")).to_be_visible()
+        expect(page.locator("#feed-count")).to_contain_text("30 hidden")
+        page.locator("#feed-section").scroll_into_view_if_needed()
+        shot(page, "01c-feed-filtered")
+        page.reload()                                                               # the choice is kept
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        expect(page.locator("#feed-types button[data-type=StrategyAdded]")).to_have_attribute("aria-pressed", "false")
+        page.locator("#feed-types button[data-type=StrategyAdded]").click()          # and undone
+        expect(page.locator("#feed li.ev[data-type=StrategyAdded]:visible").first).to_be_visible()
         assert page.errors == []
     finally:
         ctx.close()
@@ -387,6 +486,27 @@ def test_ml_evaluation_charts_for_admins(browser, server, shot):
         page.locator("#ml-section").scroll_into_view_if_needed()
         shot(page, "08-ml-evaluation")
         assert errors == []
+    finally:
+        ctx.close()
+
+
+def test_demo_admin_sees_a_real_ml_history(browser, server, shot):
+    """``serve --demo`` builds an ML history in a background process (plugins/mlloop/demo.py);
+    the demo admin's ML panel fills with it (the panel looks again while there is none)."""
+    if "mlloop" not in server.plugins:
+        pytest.skip("mlloop is not loadable in this checkout")
+    ctx, page = new_session(browser, server, server.demo_token)
+    try:
+        expect(page.locator("#ml-section")).to_be_visible()
+        expect(page.locator("#ml-n")).to_have_text(re.compile(r"^[1-9]\d* settled decisions"), timeout=240_000)
+        n, counts = page.evaluate("""() => [Number(document.querySelector('#ml-n').textContent.split(' ')[0]),
+            [...document.querySelectorAll('#ml-buckets-body tr.bucket td:nth-child(2)')].map(e => Number(e.textContent))]""")
+        assert sum(counts) == n > 0                                 # (read together: the panel may refresh)
+        expect(page.locator("#ml-checklist li[data-key]")).not_to_have_count(0)
+        expect(page.locator("#ml-calibration-chart canvas")).to_be_visible()
+        page.locator("#ml-section").scroll_into_view_if_needed()
+        shot(page, "08b-demo-ml-history")
+        assert page.errors == []
     finally:
         ctx.close()
 

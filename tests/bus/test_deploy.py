@@ -51,7 +51,8 @@ def test_app_relay_and_worker_share_one_configuration_and_wait_for_dependencies(
             assert deps[d]["condition"] == "service_healthy"
     # every env var the services set is a real setting (app/config.py DEFAULTS)
     from app.config import DEFAULTS
-    extra = set(svc["app"]["environment"]) - set(DEFAULTS) - {"PYTHONUNBUFFERED"}
+    # (PROMETHEUS_MULTIPROC_DIR is read by prometheus_client itself: app/observability.py)
+    extra = set(svc["app"]["environment"]) - set(DEFAULTS) - {"PYTHONUNBUFFERED", "PROMETHEUS_MULTIPROC_DIR"}
     assert not extra, extra
 
 

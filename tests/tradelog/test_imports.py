@@ -131,6 +131,19 @@ def upload(tl, text, fmt, **form):
     return tl.c.post("/api/imports", data=data, content_type="multipart/form-data", idem=key())
 
 
+def imported(tl, text, fmt, **form):
+    """POST the file (202 + its job), run the job system's pending jobs here, and answer
+    ``(job, import record)``."""
+    r = upload(tl, text, fmt, **form)
+    assert r.status_code == 202, r.json
+    assert r.json["kind"] == "tradelog.import" and r.headers["Location"] == f"/api/jobs/{r.json['id']}"
+    tl.c.app.extensions["tradeloop"].jobs.run_pending()
+    job = tl.c.get(r.headers["Location"]).json
+    record = tl.c.get(f"/api/imports/{job['params']['import_id']}").json
+    assert record["job_id"] == job["id"]
+    return job, record
+
+
 def book_state(tl):
     """Every position (oldest first): symbol, status, rolled_from index, realized P&L, legs'
     open quantities."""
@@ -149,9 +162,10 @@ EXPECTED = [
 
 @pytest.mark.parametrize("fmt", list(WRITERS))
 def test_a_book_imports_to_the_hand_computed_positions(tl_app, tl, fmt):
-    r = upload(tl, WRITERS[fmt](), fmt)
-    assert r.status_code == 201, r.json
-    rep = r.json["report"]
+    job, rec = imported(tl, WRITERS[fmt](), fmt)
+    assert job["state"] == "succeeded" and rec["status"] == "succeeded", (job, rec)
+    rep = rec["report"]
+    assert job["result"]["realized_pnl"] == rep["realized_pnl"] and job["result"]["positions_created"] == 3
     assert (rep["rows"], rep["executions"], rep["fills_recorded"], len(rep["positions_created"])) == (9, 9, 9, 3)
     settled = sorted(rep["settlements"], key=lambda s: s["kind"])
     assert [(s["kind"], s["delivered_quantity"]) for s in settled] == [("assignment", 200), ("expiration", None)]
@@ -163,25 +177,24 @@ def test_a_book_imports_to_the_hand_computed_positions(tl_app, tl, fmt):
     assert p2["rolled_from"] == p1["position_id"]
     chain = tl.c.get(f"/api/positions/{p2['position_id']}/chain").json
     assert chain["realized_pnl"] == "313.8000" and chain["chain_id"] == p1["position_id"]   # 236.10 + 77.70
-    assert tl.c.get(f"/api/imports/{r.json['id']}").json == r.json
+    assert tl.c.get("/api/imports").json == [rec]
     (ev,) = [e for e in events_of(tl_app, tl.c.user.id) if e.type == "ExecutionsImported"]
     assert ev.payload["positions_created"] == 3 and ev.payload["fills_recorded"] == 9
 
     # the same file again: every row is a duplicate, nothing changes
-    again = upload(tl, WRITERS[fmt](), fmt)
-    assert again.status_code == 201
-    assert len(again.json["report"]["duplicates"]) == 9 and again.json["report"]["fills_recorded"] == 0
+    _, again = imported(tl, WRITERS[fmt](), fmt)
+    assert again["status"] == "succeeded"
+    assert len(again["report"]["duplicates"]) == 9 and again["report"]["fills_recorded"] == 0
     assert book_state(tl) == EXPECTED
 
 
 @pytest.mark.parametrize("fmt", list(WRITERS))
 def test_an_overlapping_later_export_adds_only_the_new_executions(tl, fmt):
-    first = upload(tl, WRITERS[fmt](BOOK[:5]), fmt)
-    assert first.status_code == 201, first.json
+    _, first = imported(tl, WRITERS[fmt](BOOK[:5]), fmt)
+    assert first["status"] == "succeeded", first
     assert [p["status"] for p in tl.c.get("/api/positions").json].count("open") == 2  # P2 and P3
-    r = upload(tl, WRITERS[fmt](BOOK), fmt)
-    assert r.status_code == 201, r.json
-    rep = r.json["report"]
+    _, rec = imported(tl, WRITERS[fmt](BOOK), fmt)
+    rep = rec["report"]
     assert len(rep["duplicates"]) == 5
     assert len(rep["positions_created"]) == 0 and rep["fills_recorded"] == 4  # assignment (2), expiration, sale
     assert len(rep["settlements"]) == 2 and len(rep["fills_matched"]) == 1   # the sale lands in P2
@@ -196,43 +209,45 @@ def test_a_bad_row_imports_nothing_and_is_named(tl_app, tl, fmt, bad_line, colum
     header = text[0].split(",")
     cells[header.index(column)] = "three"
     text[bad_line - 1] = ",".join(cells)
-    before = len(events_of(tl_app, tl.c.user.id))
-    r = upload(tl, "\n".join(text) + "\n", fmt)
-    assert r.status_code == 422 and r.json["code"] == "import_rejected"
-    assert r.json["rejected"] == [{"line": bad_line, "column": column, "reason": "'three' is not a number"}]
-    assert f"line {bad_line}, column {column}" in r.json["errors"]["files"]["file"][0]
-    assert tl.c.get("/api/positions").json == [] and len(events_of(tl_app, tl.c.user.id)) == before
-    assert tl.c.get("/api/imports").json == []
-    skipped = upload(tl, "\n".join(text) + "\n", fmt, skip_bad_rows=True)
-    assert skipped.status_code == 201, skipped.json
-    assert [x["line"] for x in skipped.json["report"]["rejected"]] == [bad_line]
+    before = [e.type for e in events_of(tl_app, tl.c.user.id)]
+    job, rec = imported(tl, "\n".join(text) + "\n", fmt)
+    assert job["state"] == "failed" and job["error"]["code"] == "import_rejected"
+    assert rec["status"] == "rejected" and rec["report"] is None
+    assert rec["error"]["rejected"] == [{"line": bad_line, "column": column, "reason": "'three' is not a number"}]
+    assert f"line {bad_line}, column {column}" in rec["error"]["errors"]["files"]["file"][0]
+    assert tl.c.get("/api/positions").json == []
+    assert [t for t in (e.type for e in events_of(tl_app, tl.c.user.id)) if not t.startswith("Job")] == before
+    _, skipped = imported(tl, "\n".join(text) + "\n", fmt, skip_bad_rows=True)
+    assert skipped["status"] == "succeeded", skipped
+    assert [x["line"] for x in skipped["report"]["rejected"]] == [bad_line]
 
 
 def test_dry_run_answers_the_same_report_and_writes_nothing(tl_app, tl):
-    before = len(events_of(tl_app, tl.c.user.id))
-    dry = upload(tl, generic(), "generic", dry_run=True)
-    assert dry.status_code == 200 and dry.json["id"] is None and dry.json["status"] == "dry_run"
-    assert tl.c.get("/api/positions").json == [] and len(events_of(tl_app, tl.c.user.id)) == before
-    real = upload(tl, generic(), "generic")
-    assert real.status_code == 201
-    assert {**dry.json["report"], "dry_run": False} == real.json["report"]  # positions' ids are stable too
+    _, dry = imported(tl, generic(), "generic", dry_run=True)
+    assert dry["status"] == "succeeded" and dry["dry_run"] is True
+    assert tl.c.get("/api/positions").json == []
+    assert not [e for e in events_of(tl_app, tl.c.user.id) if e.type != "ExecutionsImported"]
+    _, real = imported(tl, generic(), "generic")
+    assert {**dry["report"], "dry_run": False} == real["report"]  # positions' ids are stable too
 
 
 def test_a_closing_row_beyond_what_is_open_is_rejected_naming_it(tl):
     text = "execution_id,order_id,occurred_at,symbol,side,quantity,price,fees,open_close\n" \
            "X1,,2025-05-01T14:00:00Z,XYZ,buy,100,50,0,open\n" \
            "X2,,2025-05-02T14:00:00Z,XYZ,sell,150,51,0,close\n"
-    r = upload(tl, text, "generic")
-    assert r.status_code == 422 and r.json["rejected"][0]["line"] == 3
-    assert r.json["rejected"][0]["column"] == "quantity" and "closes 50 more" in r.json["rejected"][0]["reason"]
+    _, rec = imported(tl, text, "generic")
+    assert rec["status"] == "rejected" and rec["error"]["rejected"][0]["line"] == 3
+    bad = rec["error"]["rejected"][0]
+    assert bad["column"] == "quantity" and "closes 50 more" in bad["reason"]
+    assert tl.c.get("/api/positions").json == []  # the good first row was not imported either
 
 
 def test_times_without_an_offset_are_in_the_files_time_zone(tl):
     """10:00 with timezone Europe/London (BST in May) is 09:00 UTC; the default, New York
     (EDT), makes it 14:00 UTC."""
     text = "occurred_at,symbol,side,quantity,price\n2025-05-01 10:00:00,XYZ,buy,10,50\n"
-    london = upload(tl, text, "generic", timezone="Europe/London")
-    assert london.status_code == 201
+    _, london = imported(tl, text, "generic", timezone="Europe/London")
+    assert london["status"] == "succeeded"
     pos = tl.c.get("/api/positions").json[0]
     assert pos["opened_at"] == "2025-05-01T09:00:00.000Z"
     bad = upload(tl, text, "generic", timezone="Mars/Olympus")
@@ -259,6 +274,7 @@ def test_the_import_command(tl_app, tl, tmp_path):
     assert out.exit_code == 0, out.output
     record = json.loads(out.stdout[out.stdout.index("{"):])
     assert record["report"]["realized_pnl"] == "113.1500" and record["filename"] == "book.csv"
+    assert record["status"] == "succeeded" and record["job_id"]
     assert book_state(tl) == EXPECTED
     bad = tmp_path / "bad.csv"
     bad.write_text(generic().replace("E2,O2,2025-05-06T14:00:00Z", "E2,O2,yesterday"))

@@ -164,3 +164,24 @@ def test_settle_expired_job_and_command(tl_app, tl):
     assert report["closed"] == []  # 100 QQQ shares are still held
     out = runner.invoke(args=["tradelog", "settle-expired", "--user", tl.c.user.name, "--at", "2025-06-23T00:00:00Z"])
     assert json.loads(out.stdout[out.stdout.index("{"):])["checked"] == 0
+
+
+def test_settle_expired_is_a_job_scheduled_after_each_close(tl_app, tl):
+    """The schedule runs it 15 minutes after each trading day's close: after Friday
+    2025-11-28 17:00 UTC (the day after Thanksgiving closes at 13:00 New York = 18:00 UTC) it
+    is 18:15 UTC; after Friday 2025-06-20 21:00 UTC the next is Monday 2025-06-23 20:15 UTC.
+    Run as a job, it settles an expired OTM put from its recorded price (-1.00 x 100)."""
+    from plugins.tradelog.jobs import next_settlement_run
+    assert next_settlement_run(dt.datetime(2025, 11, 28, 17, tzinfo=UTC)) == dt.datetime(2025, 11, 28, 18, 15, tzinfo=UTC)
+    assert next_settlement_run(dt.datetime(2025, 6, 20, 21, tzinfo=UTC)) == dt.datetime(2025, 6, 23, 20, 15, tzinfo=UTC)
+    jobs = tl_app.extensions["tradeloop"].jobs
+    assert {"tradelog.import", "tradelog.settle_expired"} <= set(jobs.kinds)
+    p = tl.create([opt("2025-06-20", 90, "put", 1)], symbol="XYZ", underlying="XYZ")
+    tl.fill(p["id"], p["legs"][0]["id"], "1.00", 1, at="2025-06-02T15:00:00Z")
+    tl.c.put("/api/tradelog/settlement-prices", json={"underlying": "XYZ", "expiry": "2025-06-20", "price": "95"},
+             idem=key())
+    job = jobs.run_inline("tradelog.settle_expired", {})
+    assert job["state"] == "succeeded", job
+    mine = [x for x in job["result"]["settled"] if x["position_id"] == p["id"]]
+    assert [(x["kind"], x["price"]) for x in mine] == [("expiration", "0.0000")]
+    assert tl.get(p["id"])["status"] == "closed" and tl.get(p["id"])["realized_pnl"] == "-100.0000"

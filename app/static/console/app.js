@@ -60,6 +60,7 @@ const S = {
   spot: null, iv: 20, daysForward: 0,
   online: navigator.onLine, apiReachable: true,
   feedCount: 0,
+  feedMax: 500,            // events kept in the live feed
 };
 window.tradeloopConsole = S;  // for the curious (and the browser tests' debugging)
 const has = p => S.plugins.includes(p);
@@ -126,6 +127,7 @@ async function boot() {
 
 function showLogin(message) {
   $("#app").hidden = true;
+  $("#conn").hidden = true;     // nothing is connecting while signed out
   $("#login").hidden = false;
   $("#user").textContent = "";
   $("#logout").hidden = true;
@@ -154,6 +156,7 @@ $("#logout").addEventListener("click", async () => {
 function startConsole() {
   $("#login").hidden = true;
   $("#app").hidden = false;
+  $("#conn").hidden = false;
   $("#user").textContent = `${S.me.name}${S.me.is_admin ? " (admin)" : ""}`;
   $("#logout").hidden = false;
   for (const sec of document.querySelectorAll("[data-plugin]")) sec.hidden = !has(sec.dataset.plugin);
@@ -261,6 +264,40 @@ async function refetch(map, path, render) {
   try { if (map.put(await api.get(path))) render(); } catch { /* the next resync fixes it */ }
 }
 
+// The feed keeps the newest S.feedMax events; when it is full the oldest event of the most
+// frequent type goes first, so one type flooding the streams never pushes the others out.
+// Each type has a toggle (with its count) above the feed; hidden types stay hidden across
+// reloads (localStorage).
+const feedTypes = new Map();   // type -> {count, button}
+const hiddenTypes = new Set(JSON.parse(localStorage.getItem("tradeloop.feed.hidden") || "[]"));
+
+function feedTypeButton(type) {
+  let t = feedTypes.get(type);
+  if (!t) {
+    const n = h("span", { class: "n" }, "0");
+    const button = h("button", { type: "button", class: "small feed-type", dataset: { type },
+      "aria-pressed": String(!hiddenTypes.has(type)), onclick: () => toggleFeedType(type) }, type, n);
+    t = { count: 0, button, n };
+    feedTypes.set(type, t);
+    const all = [...feedTypes.keys()].sort();
+    $("#feed-types").replaceChildren(...all.map(k => feedTypes.get(k).button));
+  }
+  return t;
+}
+
+function toggleFeedType(type) {
+  if (hiddenTypes.has(type)) hiddenTypes.delete(type); else hiddenTypes.add(type);
+  localStorage.setItem("tradeloop.feed.hidden", JSON.stringify([...hiddenTypes]));
+  feedTypes.get(type).button.setAttribute("aria-pressed", String(!hiddenTypes.has(type)));
+  for (const li of document.querySelectorAll(`#feed li.ev[data-type="${CSS.escape(type)}"]`)) li.hidden = hiddenTypes.has(type);
+  renderFeedCount();
+}
+
+function renderFeedCount() {
+  const hidden = [...hiddenTypes].reduce((a, t) => a + (feedTypes.get(t)?.count || 0), 0);
+  $("#feed-count").textContent = `${S.feedCount} events` + (hidden ? ` · ${hidden} hidden` : "");
+}
+
 function addToFeed(env, stream) {
   const feed = $("#feed");
   const streamName = env.stream || stream.path;
@@ -269,10 +306,23 @@ function addToFeed(env, stream) {
     h("span", { class: "type" }, env.type),
     h("span", { class: "agg" }, `${env.aggregate_type} ${String(env.aggregate_id || "").slice(0, 8)} v${env.aggregate_version ?? "–"}`),
     h("span", { class: "when" }, fmtTime(env.recorded_at)));
+  li.hidden = hiddenTypes.has(env.type);
   feed.prepend(li);
   S.feedCount++;
-  while (feed.children.length > 500) feed.lastChild.remove();
-  $("#feed-count").textContent = `${S.feedCount} events`;
+  const t = feedTypeButton(env.type);
+  t.count++;
+  t.n.textContent = String(t.count);
+  const held = new Map();
+  if (feed.children.length > S.feedMax) {
+    for (const el of feed.children) held.set(el.dataset.type, (held.get(el.dataset.type) || 0) + 1);
+    while (feed.children.length > S.feedMax) {
+      const top = [...held.entries()].sort((a, b) => b[1] - a[1])[0][0];
+      const victims = feed.querySelectorAll(`li.ev[data-type="${CSS.escape(top)}"]`);
+      victims[victims.length - 1].remove();
+      held.set(top, held.get(top) - 1);
+    }
+  }
+  renderFeedCount();
 }
 
 // -- positions, orders, journal ----------------------------------------------------------------
@@ -599,7 +649,16 @@ const scheduleGraph = debounce(() => drawGraph(), 250);
 async function defaultSpot(symbol, strikes) {
   try {
     const m = await api.get(`/api/risk-graph/market-inputs/${encodeURIComponent(symbol)}`);
-    if (m && m.spot) { if (!$("#iv").dataset.touched && m.iv) { S.iv = Math.round(m.iv * 100); $("#iv").value = S.iv; } return m.spot; }
+    if (m && m.spot) {
+      // The IV slider starts at the stored market IV (unless the user has moved it already).
+      if (!$("#iv").dataset.touched && m.iv) {
+        S.iv = Math.round(Number(m.iv) * 100);
+        $("#iv").value = S.iv;
+        $("#iv-out").textContent = `${S.iv}%`;
+        $("#iv").dataset.source = "market";
+      }
+      return Number(m.spot);
+    }
   } catch { /* none stored */ }
   if (!strikes.length) return null;
   return Math.round(strikes.reduce((a, b) => a + b, 0) / strikes.length);
@@ -727,6 +786,7 @@ const pct = v => v === null || v === undefined ? "–" : `${(Number(v) * 100).to
 const num = v => v === null || v === undefined ? null : Number(v);
 const EVAL = "/api/admin/ml/evaluation";
 
+let mlPolls = 0, mlLastN = null;
 async function loadMl() {
   const [outcomes, vsRules, regimes, checklist] = await Promise.all(
     ["score-outcomes", "ml-vs-rules", "regime-breakdown", "go-live-checklist"].map(p => api.get(`${EVAL}/${p}`).catch(e => e)));
@@ -734,6 +794,11 @@ async function loadMl() {
   renderMlVsRules(vsRules);
   renderMlRegimes(regimes);
   renderChecklist(checklist);
+  // No settled history yet, or one still growing (the demo builds one in the background):
+  // look again every 10 s until two reads agree.
+  const n = outcomes instanceof Error ? null : outcomes.n;
+  if (n !== null && (!n || n !== mlLastN) && mlPolls++ < 40) setTimeout(() => loadMl().catch(() => {}), 10_000);
+  mlLastN = n;
 }
 
 function mlUnavailable(el, err) {

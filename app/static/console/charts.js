@@ -11,7 +11,7 @@ function sizeOf(el, height) {
 
 /**
  * The risk graph: for each strategy, P&L at expiry (solid) and at T+n (dashed) on one grid;
- * breakevens (dotted verticals), max profit / max loss (dashed horizontals), zero and spot.
+ * breakevens (dotted verticals), max profit / max loss (dashed horizontals, both P&Ls), zero and spot.
  * `items`: [{label, color, risk}] where risk is one entry of /analyze's `strategies`.
  */
 export function riskGraph(el, analysis, items, daysForward) {
@@ -30,7 +30,7 @@ export function riskGraph(el, analysis, items, daysForward) {
                     value: (u, v) => money(v) });
     }
   }
-  const marks = ctxDraw(analysis, items);
+  const marks = ctxDraw(analysis, items, el);
   const opts = {
     ...sizeOf(el, 320),
     scales: { x: { time: false } },
@@ -42,43 +42,79 @@ export function riskGraph(el, analysis, items, daysForward) {
   return new uPlot(opts, data, el);
 }
 
-function ctxDraw(analysis, items) {
+// Labels of the marks never overlap: each is placed at its preferred spot, else slid along
+// its line (and to the line's other side) to the first spot that is free and inside the plot.
+// The boxes placed are kept on the chart element (data-labels, canvas pixels) for the tests.
+function ctxDraw(analysis, items, el) {
   return u => {
     const ctx = u.ctx;
+    const dpr = devicePixelRatio;
     const { left, top, width, height } = u.bbox;
+    const right = left + width, bottom = top + height;
     const line = (x0, y0, x1, y1, color, dash) => {
-      ctx.save(); ctx.beginPath(); ctx.strokeStyle = color; ctx.lineWidth = 1 * devicePixelRatio;
-      ctx.setLineDash(dash.map(d => d * devicePixelRatio)); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
+      ctx.save(); ctx.beginPath(); ctx.strokeStyle = color; ctx.lineWidth = 1 * dpr;
+      ctx.setLineDash(dash.map(d => d * dpr)); ctx.moveTo(x0, y0); ctx.lineTo(x1, y1); ctx.stroke();
       ctx.restore();
     };
-    const text = (s, x, y, color) => {
-      ctx.save(); ctx.fillStyle = color; ctx.font = `${11 * devicePixelRatio}px sans-serif`;
-      ctx.fillText(s, x, y); ctx.restore();
+    ctx.save();
+    ctx.font = `${11 * dpr}px sans-serif`;
+    const lh = 13 * dpr, pad = 3 * dpr;
+    const placed = [];
+    const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+    const inside = b => b.x >= left && b.x + b.w <= right && b.y >= top && b.y + b.h <= bottom;
+    // candidates: [x, baselineY] in order of preference
+    const label = (text, color, candidates) => {
+      const w = ctx.measureText(text).width;
+      let first = null;
+      for (const [x, y] of candidates) {
+        const box = { x, y: y - lh + pad, w, h: lh, text };
+        if (!first) first = box;
+        if (inside(box) && !placed.some(p => overlaps(p, box))) {
+          placed.push(box);
+          ctx.fillStyle = color; ctx.fillText(text, x, y);
+          return;
+        }
+      }
+      // no free spot at all (a crowded graph): leave this label out rather than overprint
     };
+    function* along(y0, above) {           // a horizontal line's label: slide right, then flip side
+      const ys = above ? [y0 - pad, y0 + lh] : [y0 + lh, y0 - pad];
+      for (let x = left + 4 * dpr; x < right; x += 24 * dpr) for (const y of ys) yield [x, y];
+    }
+    function* up(x0) {                      // a vertical line's label: from the bottom upwards, right then left
+      for (let y = bottom - 4 * dpr; y > top + lh; y -= lh) { yield [x0 + pad, y]; yield [x0 - pad - 60 * dpr, y]; }
+    }
+
     const yz = u.valToPos(0, "y", true);
-    if (yz >= top && yz <= top + height) line(left, yz, left + width, yz, "#9ca3af", []);
+    if (yz >= top && yz <= bottom) line(left, yz, right, yz, "#9ca3af", []);
     const xs = u.valToPos(analysis.spot, "x", true);
-    line(xs, top, xs, top + height, "#111827", [2, 3]);
-    text(`spot ${analysis.spot}`, xs + 4, top + 12 * devicePixelRatio, "#111827");
-    items.forEach((it, i) => {
+    line(xs, top, xs, bottom, "#111827", [2, 3]);
+    const marks = [];
+    items.forEach(it => {
       const r = it.risk;
       for (const be of r.breakevens || []) {
         const x = u.valToPos(be, "x", true);
-        if (x < left || x > left + width) continue;
-        line(x, top, x, top + height, it.color, [1, 3]);
-        text(`BE ${be.toFixed(0)}`, x + 3, top + height - (6 + 14 * i) * devicePixelRatio, it.color);
+        if (x < left || x > right) continue;
+        line(x, top, x, bottom, it.color, [1, 3]);
+        marks.push(() => label(`BE ${be.toFixed(0)}`, it.color, up(x)));
       }
       if (r.max_profit !== null && r.max_profit !== undefined) {
         const y = u.valToPos(r.max_profit, "y", true);
-        line(left, y, left + width, y, it.color, [8, 4]);
-        text(`max P ${money(r.max_profit)}`, left + 4 + 110 * i * devicePixelRatio, y - 3, it.color);
+        line(left, y, right, y, it.color, [8, 4]);
+        marks.push(() => label(`max P ${money(r.max_profit)}`, it.color, along(y, true)));
       }
       if (r.max_loss !== null && r.max_loss !== undefined) {
-        const y = u.valToPos(r.max_loss, "y", true);  // max loss is a P&L: negative for a loss
-        line(left, y, left + width, y, it.color, [8, 4]);
-        text(`max L ${money(r.max_loss)}`, left + 4 + 110 * i * devicePixelRatio, y + 12 * devicePixelRatio, it.color);
+        // max_loss is a P&L (the lowest one, negative for a loss: optionsmath's convention)
+        const y = u.valToPos(r.max_loss, "y", true);
+        line(left, y, right, y, it.color, [8, 4]);
+        marks.push(() => label(`max L ${money(r.max_loss)}`, it.color, along(y, false)));
       }
     });
+    label(`spot ${analysis.spot}`, "#111827", (function* () { for (let y = top + lh; y < bottom; y += lh) yield [xs + pad, y]; })());
+    marks.forEach(m => m());
+    ctx.restore();
+    if (el) el.dataset.labels = JSON.stringify(placed.map(b => ({ text: b.text, x: Math.round(b.x), y: Math.round(b.y),
+                                                               w: Math.round(b.w), h: Math.round(b.h) })));
   };
 }
 

@@ -45,12 +45,13 @@ class Summary:
 
 def run(db, user_id: int, *, days: int, ideas_per_day: int, seed: int, ledger: str = "all",
         mode: str = "normal", progress: Callable[[float, str], None] | None = None,
-        trade_fraction: float = 0.005) -> Summary:
+        trade_fraction: float = 0.005, start_day: int = 0) -> Summary:
     """Simulate ``days`` days for ``user_id`` through the use cases, in transactions of
     ``db`` (an ``app.db.Database``): no Flask, so a CLI command or a background job runs it.
     ``mode`` is the scoring mode the caller decided once (``rules_only`` or ``normal``);
     ``progress(fraction 0..1, message)`` after each scoring request and ledger chunk. The
-    consumers are not run here (``drain``)."""
+    consumers are not run here (``drain``). ``start_day`` continues an earlier run of the same
+    ``seed`` (its days ``start_day``, ``start_day + 1``, ...)."""
     world = World(seed, ideas_per_day=ideas_per_day, trade_fraction=trade_fraction)
     out = Summary()
     stored_until = None
@@ -63,7 +64,7 @@ def run(db, user_id: int, *, days: int, ideas_per_day: int, seed: int, ledger: s
         if progress:
             progress(min(done / total, 1.0), message)
 
-    for d in range(days):
+    for d in range(start_day, start_day + days):
         t0 = time.perf_counter()
         day = world.day(d)
         close = session_close_utc(day.date)
@@ -87,7 +88,7 @@ def run(db, user_id: int, *, days: int, ideas_per_day: int, seed: int, ledger: s
                           quantity=i.quantity, symbol=i.symbol) for i in ideas]
             with db.transaction() as c:
                 decisions.score_ideas(c, user_id, {"context_id": cid, "ideas": items}, mode=mode)
-            report(len(items) // 2, f"day {d + 1}/{days}: scored context {cid}")
+            report(len(items) // 2, f"day {d + 1 - start_day}/{days}: scored context {cid}")
         out.ideas += len(day)
         out.seconds["scoring"] += time.perf_counter() - t0
 
@@ -133,7 +134,7 @@ def run(db, user_id: int, *, days: int, ideas_per_day: int, seed: int, ledger: s
                 for e in s["events"]:
                     if e["cumulative_pnl"] != expected[e["idea_id"]]:
                         out.settlement_mismatches += 1
-            report((hi - lo) - (hi - lo) // 2, f"day {d + 1}/{days}: ledger of ideas {lo}..{hi - 1}")
+            report((hi - lo) - (hi - lo) // 2, f"day {d + 1 - start_day}/{days}: ledger of ideas {lo}..{hi - 1}")
         out.seconds["ledger"] += time.perf_counter() - t0
         out.days += 1
     return out
