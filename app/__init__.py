@@ -18,7 +18,7 @@ from marshmallow import Schema
 from marshmallow import fields as ma
 
 from app import config as config_mod
-from app import errors, idempotency
+from app import errors, idempotency, routing, security
 from app.cache import from_url as cache_from_url
 from app.db import Database
 from app.plugins import PluginError, Plugins
@@ -37,6 +37,10 @@ class ErrorSchema(Schema):
     current = ma.Dict(metadata={"description": "409 version_conflict: the current representation"})
     current_version = ma.Integer()
     vetoes = ma.List(ma.Dict(), metadata={"description": "403 order_vetoed: each veto's source and message"})
+    state = ma.String(metadata={"description": "409 invalid_state: the resource's current state, e.g. filled"})
+    leg_id = ma.String(metadata={"description": "409 position_not_flat: the leg that still holds a quantity"})
+    settles_at = ma.String(metadata={"description": "409 (not yet settleable): when the contract settles, UTC"})
+    blockers = ma.List(ma.Dict(), metadata={"description": "409 (model promotion refused): each blocker {code, message, ...}"})
 
 
 def _snake(name: str) -> str:
@@ -75,6 +79,8 @@ class Api(flask_smorest.Api):
             if "message" in data:
                 body["message"] = data["message"]
             headers = data.get("headers") or {}
+        # The exception's own headers too: Allow on a 405 (RFC 9110), not its HTML Content-Type.
+        headers = {**{k: v for k, v in error.get_headers() if k.lower() != "content-type"}, **headers}
         return jsonify(body), status, headers
 
 
@@ -117,9 +123,14 @@ class Tradeloop:
 
     def hub(self):
         if self._hub is None:
+            import threading
             from app.sse import Hub
-            self._hub = Hub(self.db, self.cache, [s.topic for _, s in self.sse_streams],
-                            float(self.config["SSE_POLL_SECONDS"]), namespace=self.namespace)
+            # One hub per process: concurrent first streams would each build one (its set-up
+            # reads the database, so greenlets interleave), splitting subscribers and limits.
+            with self.__dict__.setdefault("_hub_lock", threading.Lock()):
+                if self._hub is None:
+                    self._hub = Hub(self.db, self.cache, [s.topic for _, s in self.sse_streams],
+                                    float(self.config["SSE_POLL_SECONDS"]), namespace=self.namespace)
         return self._hub
 
     def topic_names(self) -> list[str]:
@@ -239,6 +250,7 @@ def create_app(overrides: dict | None = None) -> Flask:
             _with_app_context(cmd)
             app.cli.add_command(cmd)
     _install_request_hooks(app, ext_)
+    security.init_app(app, ext_)  # sessions' cookie upkeep, CSRF, rate limits, proxy headers
     from app import observability
     observability.init_app(app, ext_)  # access log, X-Request-ID, /metrics
     _install_notifier(ext_)
@@ -251,7 +263,10 @@ def _money_bounds(self, field, ret, **kwargs):
     """A decimal-string field cannot carry JSON-Schema numeric bounds (they would be strings):
     state them in the description instead."""
     from app.fields import Money as MoneyField
-    if isinstance(field, MoneyField):
+    if isinstance(field, ma.Decimal) and field.as_string and not isinstance(field, MoneyField):
+        ret["type"] = "string"  # a Decimal sent as a string is a string on the wire
+        ret.setdefault("format", "decimal")
+    if isinstance(field, MoneyField) or (isinstance(field, ma.Decimal) and field.as_string):
         bounds = [f"{k} {ret.pop(k)}" for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in ret]
         if bounds:
             ret["description"] = (ret.get("description", "") + f" (decimal string; {', '.join(bounds)})").strip()
@@ -325,6 +340,7 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
     @app.before_request
     def _authenticate():
         g.user = None
+        routing.check_route()  # 404/405 before anything else (app.routing)
         if request.method == "OPTIONS":
             return None
         try:
@@ -334,6 +350,7 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
                 raise
         if g.user is None and not _is_public():
             raise errors.Unauthorized()
+        security.before_request(ext_)  # admin-only, CSRF, rate limits (app.security)
         return idempotency.before_request(ext_)
 
     @app.after_request
@@ -374,6 +391,8 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
             resp.headers["ETag"] = f'"{exc.current["version"]}"'
         if isinstance(exc, errors.IdempotencyInFlight):
             resp.headers["Retry-After"] = "1"
+        for name, value in (getattr(exc, "headers", None) or {}).items():
+            resp.headers[name] = value  # e.g. Retry-After on a 429
         if exc.status == 401:
             resp.headers["WWW-Authenticate"] = 'Bearer realm="tradeloop"'
         return resp

@@ -4,6 +4,7 @@
                                                      migrates, runs relay + workers in-process)
     tradeloop db upgrade                             migrate core + enabled plugins
     tradeloop users create NAME [--admin]            prints the new API token
+    tradeloop tokens list|create|revoke|purge-sessions  API tokens and browser sessions (admin)
     tradeloop plugins                                enabled/installed plugins and what they add
     tradeloop relay [--once]                         outbox -> Kafka
     tradeloop worker [--group G] [--once]            run the enabled plugins' subscriptions
@@ -66,6 +67,14 @@ def serve(host, port, demo, migrate, run_workers, run_jobs):
                f"{', '.join(ext.plugins.names) or 'none'}, database: {ext.db.dialect}, "
                f"bus: {ext.bus.name}, cache: {ext.cache.name})")
     server = NoDelayWSGIServer((host, port), app, log=None, error_log=sys.stderr)
+
+    def on_sigterm(_signum, _frame):  # close event streams with a retry hint, then stop
+        import gevent
+        from app import sse
+        sse.begin_shutdown()
+        gevent.spawn_later(0.1, server.stop, 2)
+    import signal
+    signal.signal(signal.SIGTERM, on_sigterm)
     server.serve_forever()
 
 
@@ -143,7 +152,7 @@ def start_background_workers(ext) -> list[threading.Thread]:
     threads = []
     if ext.bus.needs_relay:
         from bus.relay import Relay
-        relay = Relay(ext.db, ext.bus, ext.topic_names())
+        relay = Relay(ext.db, ext.bus, ext.topic_names(), lease_ttl=float(ext.config["RELAY_LEASE_SECONDS"]))
         threads.append(threading.Thread(target=relay.run_forever, name="relay", daemon=True))
     for group, subs in ext.plugins.subscriptions().items():
         runner = Runner(ext.db, ext.bus, Group.from_subscriptions(group, subs),
@@ -218,15 +227,19 @@ def plugins_cmd():
               help="Move every stream's relay position back to this seq first (e.g. 0 after a broker lost its data).")
 def relay_cmd(once, republish_from):
     """Publish the outbox to Kafka; rows are marked sent only once delivered."""
+    import signal
     from bus.relay import Relay
     ext = _ext()
-    relay = Relay(ext.db, ext.bus, ext.topic_names())
+    relay = Relay(ext.db, ext.bus, ext.topic_names(), lease_ttl=float(ext.config["RELAY_LEASE_SECONDS"]))
     if republish_from is not None:
         relay.rewind(republish_from)
     if once:
         click.echo(f"published {relay.run_once()}")
         return
-    relay.run_forever()
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # stop cleanly: hand the lease over at once
+        signal.signal(sig, lambda *_: (stopping.set(), relay.wake()))
+    relay.run_forever(stop=stopping.is_set)
 
 
 @click.command("worker")
@@ -303,9 +316,10 @@ def dl_requeue(dead_letter_id):
 
 cli = FlaskGroup(create_app=_create_app, add_default_commands=False, set_debug_flag=False,
                  load_dotenv=False, help="tradeloop: the back end for an options trader's desk.")
+from app.auth_cli import tokens as tokens_cli  # noqa: E402
 from app.jobs.cli import jobs_cli  # noqa: E402  (light: Huey is imported only when used)
 
-for command in (serve, db_cli, users_cli, plugins_cmd, relay_cmd, worker_cmd, dl_cli, jobs_cli):
+for command in (serve, db_cli, users_cli, tokens_cli, plugins_cmd, relay_cmd, worker_cmd, dl_cli, jobs_cli):
     if not isinstance(command, click.Group):  # (AppGroup commands get an app context already)
         command.callback = with_appcontext(command.callback)
     cli.add_command(command)

@@ -34,6 +34,27 @@ DEFAULTS = {
     "CONSUMER_MAX_ATTEMPTS": 5,
     "CONSUMER_BACKOFF_SECONDS": 0.2,
     "PAGE_SIZE_MAX": 500,
+    # -- security (docs/security.md) --
+    "SESSION_IDLE_TIMEOUT_SECONDS": 1800,
+    "SESSION_ABSOLUTE_TIMEOUT_SECONDS": 12 * 3600,
+    # None = Secure when the request came over HTTPS; "true"/"false" to force it.
+    "SESSION_COOKIE_SECURE": None,
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host/-Port to trust.
+    "TRUSTED_PROXY_HOPS": 0,
+    # Other origins (comma-separated, e.g. https://desk.example.com) allowed to send
+    # cookie-authenticated writes; the app's own origin always is.
+    "CSRF_TRUSTED_ORIGINS": "",
+    "RATELIMIT_ENABLED": True,
+    # None = REDIS_URL when set, else in-process memory.
+    "RATELIMIT_STORAGE_URI": None,
+    "RATELIMIT_LOGIN_IP": "50 per 15 minutes",        # failed sign-ins per client IP
+    "RATELIMIT_LOGIN_ACCOUNT": "30 per hour",         # sessions started per user
+    "RATELIMIT_WRITES": "600 per minute",             # POST/PUT/PATCH/DELETE per user
+    "SSE_MAX_STREAMS_PER_USER": 20,
+    "SSE_REPLAY_PAGE": 500,
+    "SSE_AUTH_RECHECK_SECONDS": 30.0,
+    # One relay publishes per stream set; another takes over this long after it stops renewing.
+    "RELAY_LEASE_SECONDS": 10.0,
     # One JSON access-log line per request on stderr (app/observability.py); false to silence.
     "ACCESS_LOG": True,
     # Background jobs (app/jobs, docs/jobs.md). The queue is Redis when REDIS_URL is set, else

@@ -136,10 +136,11 @@ class HookSpecs:
 
     @hookspec
     def check_order_allowed(self, conn, user_id: int, order: dict) -> list[Veto]:
-        """Called before an order is executed (in the executing transaction). Return a list of
-        ``Veto`` (empty to allow). Any veto from any plugin stops the execution with 403
-        ``order_vetoed`` listing every veto. ``order`` has ``order_id``, ``symbol``, ``legs``,
-        ``limit_price``, ``reduces_position`` (bool) and ``position_id`` (or None)."""
+        """Called before an order is created and again before it is executed (in that
+        request's transaction). Return a list of ``Veto`` (empty to allow). Any veto from any
+        plugin refuses the creation or execution with 403 ``order_vetoed`` listing every veto.
+        ``order`` has ``stage`` (``"create"`` or ``"execute"``), ``order_id``, ``symbol``,
+        ``legs``, ``limit_price``, ``reduces_position`` (bool) and ``position_id`` (or None)."""
 
     @hookspec
     def scoring_mode(self, conn, user_id: int | None) -> str | None:

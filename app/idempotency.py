@@ -78,8 +78,11 @@ def before_request(ext) -> Response | None:
     key = request.headers.get(HEADER)
     if request.method not in METHODS or key is None or getattr(g, "user", None) is None:
         return None
+    if len(key) > 255:  # (the documented limit is on the header as sent)
+        raise errors.BadRequest("Idempotency-Key must be 1-255 characters",
+                                errors={"headers": {HEADER: ["must be 1-255 characters"]}})
     key = key.strip()
-    if not key or len(key) > 255:
+    if not key:
         raise errors.BadRequest("Idempotency-Key must be 1-255 characters",
                                 errors={"headers": {HEADER: ["must be 1-255 characters"]}})
     cfg = current_app.config

@@ -39,3 +39,20 @@ idempotency_keys = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
 )
+
+# Server-side browser sessions (app.sessions). The cookie carries a random id; only its
+# SHA-256 is stored. Each session belongs to the API token it was started with and is deleted
+# with it (and the join in app.sessions refuses a revoked token's session regardless).
+browser_sessions = sa.Table(
+    "browser_sessions", metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("public_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("token_id", sa.Integer, sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen_at", UtcDateTime, nullable=False),
+    # the absolute timeout: no activity extends a session past this
+    sa.Column("expires_at", UtcDateTime, nullable=False, index=True),
+    sa.Column("user_agent", sa.String(200)),
+    sa.Column("ip", sa.String(64)),
+)

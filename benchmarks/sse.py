@@ -124,8 +124,10 @@ def main(argv=None):
     uid = user.id
 
     port = free_port()
+    # one user holds all K streams here: lift the per-user cap (docs/security.md) above K
     env = dict(os.environ, DATABASE_URL=url, TRADELOOP_PLUGINS=NOTES, PYTHONPATH=ROOT, SECRET_KEY="bench",
-               SSE_HEARTBEAT_SECONDS="15")
+               SSE_HEARTBEAT_SECONDS="15", SSE_MAX_STREAMS_PER_USER=str(args.streams + 20),
+               RATELIMIT_WRITES="1000000 per minute")
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     if redis_url:
         env["REDIS_URL"] = redis_url

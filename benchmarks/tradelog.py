@@ -51,7 +51,8 @@ class Stack:
     def __init__(self, kind: str):
         self.kind = kind
         self.tmp = tempfile.mkdtemp(prefix="tl_bench_")
-        self.env = dict(os.environ, TRADELOOP_PLUGINS=PLUGINS, SECRET_KEY="bench", PYTHONPATH=ROOT)
+        self.env = dict(os.environ, TRADELOOP_PLUGINS=PLUGINS, SECRET_KEY="bench", PYTHONPATH=ROOT,
+                        RATELIMIT_WRITES="100000000 per minute")  # one user writes fast here
         self.env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         self.db_name = None
         if kind == "embedded":

@@ -150,7 +150,20 @@ def check_order_allowed(conn, user_id: int, order: dict) -> list[tuple[str, str,
     transaction. With an order-rate limit L it locks the user's row, counts the executions of
     the trailing second and refuses the order when there are already L, else records this one:
     the lock serialises a user's executions until commit, so at most L commit in any
-    one-second window. Two to four statements on the allowing path."""
+    one-second window. Two to four statements on the allowing path.
+
+    ``order["stage"] == "create"`` (POST /api/orders): a new order is refused while trading is
+    HALTED (the orders kill switch, a manual halt, a tripped critical breaker) or, unless it
+    reduces a position, REDUCING; the order rate counts executions only, so it neither refuses
+    nor counts a creation."""
+    if order.get("stage") == "create":
+        snap = engine.snapshot(conn, user_id, now(), lean=True)
+        state, _ = snap.state()
+        if state == "HALTED":
+            return _halt_vetoes(snap)
+        if state == "REDUCING" and not order.get("reduces_position"):
+            return _reduce_vetoes(snap)
+        return []
     snap = engine.snapshot(conn, user_id, now(), lean=True, lock_clock=now, ensure_row=lock_user)
     state, _ = snap.state()
     if state == "HALTED":

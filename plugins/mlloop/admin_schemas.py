@@ -248,8 +248,8 @@ class CheckList(Schema):
 
 class EvalQuery(Schema):
     """Evaluation filters (unknown query parameters are 422, as unknown body fields are)."""
-    since = tf.UtcDateTime()
-    until = tf.UtcDateTime()
+    since = tf.UtcDateTime(metadata={"description": "start of the window (inclusive)"})
+    until = tf.UtcDateTime(metadata={"description": "end of the window (exclusive); must be after `since` (422)"})
     user_id = fields.Integer(validate=validate.Range(1, 2**31 - 1),
                              metadata={"description": "one user's decisions (default: everyone's)"})
     model_id = fields.Integer(validate=validate.Range(1, 2**31 - 1),

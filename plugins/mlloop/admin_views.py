@@ -12,7 +12,7 @@ from flask.views import MethodView
 from marshmallow import RAISE
 
 from app import jobs
-from app.auth import require_admin
+from app.auth import admin_only, require_admin
 from app.jobs.views import LOCATION as JOB_LOCATION, JobSchema
 from app.web import Blueprint, conn, user
 from plugins.mlloop import service
@@ -24,9 +24,10 @@ from plugins.mlloop.admin_schemas import (
     ScoreOutcomesQuery, SettingsSchema, TierProbabilities, TierProbabilitiesIn, TrainIn,
 )
 
-blp = Blueprint("mlloop_admin", __name__, url_prefix="/api/admin/ml",
-                description="ML loop administration (admin only): model registry, training, "
-                            "settings, drift, experiments, evaluation and replay.")
+blp = admin_only(Blueprint("mlloop_admin", __name__, url_prefix="/api/admin/ml",
+                           description="ML loop administration (admin only: 403 before any input is "
+                                       "validated): model registry, training, settings, drift, "
+                                       "experiments, evaluation and replay."))
 
 MID = "<int(max=2147483647):model_id>"
 EID = "<int(max=2147483647):experiment_id>"
@@ -57,8 +58,8 @@ class Train(MethodView):
         walk-forward windows, purged, embargoed; the shuffled-label control beside it) and
         register it as `validating` — as a background job (`mlloop.train`): 202 with
         `Location: /api/jobs/{id}`. The job's result is the registered model (as GET
-        /models/{id}, with the promotion gates' figures); its error e.g. 409
-        `insufficient_data` when too few ideas. 422 naming `feature_set_version` if undeclared."""
+        /models/{id}, with the promotion gates' figures); its error e.g. `insufficient_data`
+        (409) when too few ideas, or a 422 naming `feature_set_version` if undeclared."""
         _admin()
         return jobs.accepted(jobs.submit(conn(), "mlloop.train", data, user=user()))
 

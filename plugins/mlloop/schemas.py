@@ -7,7 +7,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from app import fields as tf
 from plugins.mlloop.domain import ideas
 from plugins.mlloop.domain.ledger import EVENT_TYPES
-from plugins.mlloop.domain.rules import COMPONENTS
+from plugins.mlloop.domain.selector_params import COMPONENTS
 
 ID64 = validate.Length(min=1, max=64)
 CONTEXT_ID = validate.Length(min=1, max=100)

@@ -75,9 +75,18 @@ def match_legs(position_legs: list[dict], tpl_legs: list[dict]) -> tuple[list[di
     return matched, reduces
 
 
-def create_order(conn, user_id: int, data: dict) -> dict:
+def _refuse_if_vetoed(vetoes) -> None:
+    if vetoes:
+        listed = [{"source": v.source, "message": v.message, "detail": v.detail} for v in vetoes]
+        raise errors.Forbidden("order vetoed: " + "; ".join(f"{v['source']}: {v['message']}" for v in listed),
+                               code="order_vetoed", vetoes=listed)
+
+
+def create_order(conn, user_id: int, data: dict, check_order_allowed=None) -> dict:
     """A pending order carrying a position template; with ``position_id``, one that will
-    execute into that open position. Emits OrderCreated."""
+    execute into that open position. Emits OrderCreated. ``check_order_allowed`` (the host's
+    veto hook, with ``stage: "create"``) may refuse it: 403 ``order_vetoed`` (e.g. the orders
+    kill switch is engaged)."""
     now, oid = utcnow(), new_id()
     tpl = dict(data["position_template"])
     tpl["underlying"] = tpl.get("underlying") or tpl["symbol"]
@@ -94,6 +103,10 @@ def create_order(conn, user_id: int, data: dict) -> dict:
         _, reduces = match_legs(service._legs(conn, [target])[target], tpl["legs"])
     else:
         service.check_leg_specs(tpl["symbol"], tpl["legs"], "position_template")
+    if check_order_allowed is not None:
+        _refuse_if_vetoed(check_order_allowed(conn, user_id, {
+            "stage": "create", "order_id": oid, "symbol": tpl["symbol"], "legs": tpl["legs"],
+            "limit_price": data.get("limit_price"), "reduces_position": reduces, "position_id": target}))
     conn.execute(orders.insert().values(
         id=oid, user_id=user_id, status="pending", order_type=data.get("order_type") or "limit",
         limit_price=data.get("limit_price"), position_template=service._jsonable(tpl), version=1,
@@ -175,13 +188,9 @@ def execute_order(conn, user_id: int, order_id: str, data: dict, check_order_all
         pos = service._row(conn, user_id, target, lock=True)
         service._refuse_closed(pos, "the order can't trade it")
         matched, reduces = match_legs(service._legs(conn, [target])[target], tpl["legs"])
-    vetoes = check_order_allowed(conn, user_id, {
-        "order_id": order_id, "symbol": tpl["symbol"], "legs": tpl["legs"], "limit_price": r.limit_price,
-        "reduces_position": reduces, "position_id": target})
-    if vetoes:
-        listed = [{"source": v.source, "message": v.message, "detail": v.detail} for v in vetoes]
-        raise errors.Forbidden("order vetoed: " + "; ".join(f"{v['source']}: {v['message']}" for v in listed),
-                               code="order_vetoed", vetoes=listed)
+    _refuse_if_vetoed(check_order_allowed(conn, user_id, {
+        "stage": "execute", "order_id": order_id, "symbol": tpl["symbol"], "legs": tpl["legs"],
+        "limit_price": r.limit_price, "reduces_position": reduces, "position_id": target}))
     occurred_at = data.get("occurred_at") or utcnow()
     if target is None:
         created = service.create_position(conn, user_id, dict(tpl, legs=_typed(tpl["legs"])), order_id=order_id)

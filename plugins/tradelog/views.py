@@ -189,8 +189,10 @@ class Orders(MethodView):
     @orders_blp.response(201, s.Order)
     @orders_blp.versioned
     def post(self, data):
-        """Create a pending order with a position template. Emits OrderCreated."""
-        return orders.create_order(conn(), user().id, data)
+        """Create a pending order with a position template. Emits OrderCreated. The host's
+        ``check_order_allowed`` hook may refuse it (403 ``order_vetoed``, e.g. the orders kill
+        switch is engaged)."""
+        return orders.create_order(conn(), user().id, data, ext().check_order_allowed)
 
 
 @orders_blp.route("/active")

@@ -52,8 +52,10 @@ def test_daily_loss_from_real_trades_vetoes_the_next_execute(trader, run_consume
     order = place(c)
     assert execute(c, order).status_code == 201
     round_trip(c, "100.00", "85.00")                 # -150: daily -350
+    order = place(c)                                 # placed before the loss reaches the breakers
     run_consumers(c.app)
-    order = place(c)
+    r = _new_order(c)                                # HALTED: no new order either
+    assert r.status_code == 403 and [v["source"] for v in r.json["vetoes"]] == ["daily_loss_limit"]
     r = execute(c, order)
     assert r.status_code == 403 and r.json["code"] == "order_vetoed"
     assert [v["source"] for v in r.json["vetoes"]] == ["daily_loss_limit"]
@@ -162,3 +164,47 @@ def test_order_rate_holds_on_a_real_server_under_concurrent_executes(trader, sta
         rows = conn.execute(sa.select(order_log).where(order_log.c.user_id == c.user.id)).fetchall()
     assert sorted(r.order_id for r in rows) == sorted(orders), "one logged execution per filled order"
     assert max_in_any_window([r.executed_at for r in rows]) <= limit
+
+
+def _new_order(c):
+    return c.post("/api/orders", json={"position_template": {"symbol": "XYZ", "legs": [
+        {"instrument_type": "stock", "quantity": 1}]}, "limit_price": "10.00"}, idem=str(uuid.uuid4()))
+
+
+def test_the_orders_kill_switch_refuses_new_orders_not_only_executions(trader, app_factory, new_client):
+    """docs/breakers.md: `kind: orders` refuses every new order. POST /api/orders used to answer
+    201 with the switch engaged (only execute was refused)."""
+    c = trader
+    pending = place(c)  # created before the switch
+    r = c.post("/api/breakers/kill-switch", json={"kind": "orders", "reason": "desk drill"})
+    assert r.status_code == 200, r.json
+    r = _new_order(c)
+    assert r.status_code == 403 and r.json["code"] == "order_vetoed", r.json
+    assert [v["source"] for v in r.json["vetoes"]] == ["kill_switch:orders"]
+    assert c.get("/api/orders/active").json == [c.get(f"/api/orders/{pending}").json]  # nothing was created
+    assert execute(c, pending).status_code == 403
+    c.post("/api/breakers/kill-switch/release", json={"kind": "orders", "reason": "drill over"})
+    assert _new_order(c).status_code == 201
+    assert execute(c, pending).status_code == 201
+    # a deployment-wide switch (admin) refuses everyone's new orders
+    app = app_factory(["tradelog", "breakers"])
+    admin, other = new_client(app, admin=True), new_client(app)
+    assert admin.post("/api/breakers/kill-switch", json={"kind": "orders", "reason": "halt all",
+                                                         "scope": "deployment"}).status_code == 200
+    try:
+        assert _new_order(other).status_code == 403
+    finally:
+        admin.post("/api/breakers/kill-switch/release", json={"kind": "orders", "reason": "resume",
+                                                              "scope": "deployment"})
+    assert _new_order(other).status_code == 201
+
+
+def test_creating_orders_neither_counts_nor_hits_the_order_rate(trader, monkeypatch):
+    from plugins.breakers import service
+    frozen = dt.datetime.now(dt.timezone.utc)
+    monkeypatch.setattr(service, "now", lambda: frozen)
+    c = trader
+    c.put("/api/breakers/config/order_rate", json={"limit": "1"})
+    orders = [place(c) for _ in range(3)]  # three creations in one second: all accepted
+    assert execute(c, orders[0]).status_code == 201  # and the first execution still fits
+    assert execute(c, orders[1]).status_code == 403

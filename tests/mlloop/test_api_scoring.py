@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from plugins.mlloop.domain import features as fx
 from plugins.mlloop.domain.ideas import TradeIdea
 from plugins.mlloop.domain import rules as scoring
+from plugins.mlloop.domain.selector_params import SelectorParams
 from plugins.mlloop.tables import ml_decisions, ml_feature_snapshots, pnl_events
 from tests.mlloop.mlloop_fixtures import (
     AS_OF, context_body, history, idea, iso, setup_context, snapshot, some_ideas, t,
@@ -54,7 +55,7 @@ def test_decision_is_reproducible_from_its_id(app, new_client, run_consumers):
         d = d.json
         assert d["status"] == "recorded" and d["context_id"] == cid
         assert d["model"] == {"model_id": None, "model_version": None}
-        params = scoring.SelectorParams.from_row(d["selector_params"])
+        params = SelectorParams.from_row(d["selector_params"])
         assert params.version == d["selector_params_version"] == 1
         f = d["features"]
         sent = by_id[d["idea_id"]]

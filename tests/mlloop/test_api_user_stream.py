@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 
 from tests.mlloop.mlloop_fixtures import iso
-from tests.mlloop.test_api_admin import train_job
 
 _URLS: dict = {}
 UTC = dt.timezone.utc
@@ -104,6 +103,21 @@ def _feed(cl, run_consumers, fsv, prefix, shuffled, days, seed):
     return decisions
 
 
+def _train(cl, body) -> dict:
+    """Train through the API: synchronously (201) or as a background job (202 + Location: run
+    the pending jobs here, then read the registered model)."""
+    r = cl.post("/api/admin/ml/models/train", json=body)
+    if r.status_code == 202:
+        cl.app.extensions["tradeloop"].jobs.run_pending()
+        job = cl.get(r.headers["Location"]).json
+        assert job["state"] == "succeeded", job
+        r = cl.get(f"/api/admin/ml/models/{job['result']['id']}")
+        assert r.status_code == 200, r.json
+        return r.json
+    assert r.status_code == 201, r.json
+    return r.json
+
+
 def test_a_users_own_stream_end_to_end_over_http(app, new_client, run_consumers):
     cl = new_client(app, admin=True)
     # -- declare the stream's extra features
@@ -129,7 +143,7 @@ def test_a_users_own_stream_end_to_end_over_http(app, new_client, run_consumers)
     assert d["decision_time"] == sent[first["idea_id"]] and d["original_score"] == first["original_score"]
 
     # -- train on the stream's feature set: the gates' figures come with the model
-    real = train_job(app, cl, {**TRAIN, "feature_set_version": "acme-v1"})
+    real = _train(cl, {**TRAIN, "feature_set_version": "acme-v1"})
     assert real["feature_set_version"] == "acme-v1" and {"edge", "setup"} <= set(real["feature_list"])
     g = real["gates"]
     figures = g["figures"]
@@ -141,7 +155,7 @@ def test_a_users_own_stream_end_to_end_over_http(app, new_client, run_consumers)
 
     # -- the same ideas with shuffled outcomes: trained, shown, refused
     _feed(cl, run_consumers, "acme-shuffle", "noise", True, DAYS[:22], seed=1)
-    noise = train_job(app, cl, {**TRAIN, "feature_set_version": "acme-shuffle"})
+    noise = _train(cl, {**TRAIN, "feature_set_version": "acme-shuffle"})
     assert not noise["gates"]["passed"]
     r = cl.post(f"/api/admin/ml/models/{noise['id']}/promote", json={"reason": "try"})
     assert r.status_code == 409 and r.json["code"] in ("gate_skill", "gate_skill_above_control"), r.json

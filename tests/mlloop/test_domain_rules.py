@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 
 from plugins.mlloop.domain.ideas import InvalidIdea, TradeIdea
-from plugins.mlloop.domain.rules import (
+from plugins.mlloop.domain.rules import ScoringContext, score_idea, score_ideas
+from plugins.mlloop.domain.selector_params import (
     COMPONENTS,
     DEFAULT_SELECTOR_PARAMS,
     InvalidSelectorParams,
-    ScoringContext,
     SelectorParams,
-    score_idea,
-    score_ideas,
 )
 
 UTC = timezone.utc

@@ -1,6 +1,6 @@
 """mlloop's layering, read from the code: modules under ~500 lines, no import cycle inside the
 plugin, a pure ML core and domain (no Flask, no SQL, no bus), a service layer without Flask,
-and start-up imports (plugin, views, schemas, CLI) that load neither pandas, scipy nor
+and start-up imports (plugin, views, schemas, CLI) that load neither numpy, pandas, scipy nor
 CatBoost (issue 12: ``tradeloop --help`` must start fast)."""
 from __future__ import annotations
 
@@ -117,13 +117,13 @@ def test_the_ml_core_and_the_domain_are_pure_and_the_service_has_no_flask():
 
 
 def test_heavy_libraries_stay_out_of_what_start_up_imports():
-    heavy = {"pandas", "scipy", "catboost"}
+    heavy = {"numpy", "pandas", "scipy", "catboost"}
     mods = _modules()
     for name in ("plugin", "views", "admin_views", "schemas", "admin_schemas", "events", "cli",
                  "handlers", "tables", "immutable", "service"):
         assert not (_top_level_imports(mods[f"{PACKAGE}.{name}"]) & heavy), name
     code = ("import sys, plugins.mlloop.plugin; "
-            "print(sorted(m for m in ('pandas', 'scipy', 'catboost') if m in sys.modules))")
+            "print(sorted(m for m in ('numpy', 'pandas', 'scipy', 'catboost') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == "[]"

@@ -6,7 +6,6 @@ import os
 import tempfile
 import uuid
 
-import pytest
 import sqlalchemy as sa
 
 from plugins.mlloop import tables

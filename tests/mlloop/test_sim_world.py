@@ -13,7 +13,8 @@ import pytest
 from plugins.mlloop.domain import calendar as C
 from plugins.mlloop.domain import features as F
 from plugins.mlloop.domain.labels import TIER_NAMES, classify_profit_tier, compute_risk_unit, label_outcome
-from plugins.mlloop.domain.rules import DEFAULT_SELECTOR_PARAMS, ScoringContext, score_idea
+from plugins.mlloop.domain.rules import ScoringContext, score_idea
+from plugins.mlloop.domain.selector_params import DEFAULT_SELECTOR_PARAMS
 from plugins.mlloop.sim import config as S
 from plugins.mlloop.sim import pricing
 from plugins.mlloop.sim.world import World

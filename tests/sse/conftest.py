@@ -67,6 +67,10 @@ class Stack:
         wait_port(port, 30)
         return f"127.0.0.1:{port}"
 
+    def head(self, stream):
+        with self.db.transaction() as c:
+            return int(c.execute(sa.text("SELECT last_seq FROM bus_streams WHERE stream = :s"), {"s": stream}).scalar() or 0)
+
     def user_seqs(self, user_id, after=0):
         """The user's positions in notes.events, straight from the table."""
         with self.db.transaction() as c:
@@ -143,6 +147,7 @@ class SSEClient:
         self.headers = {k.lower(): v for k, v in self.resp.getheaders()}
         self.messages: queue.Queue = queue.Queue()
         self.comments: list[str] = []
+        self.retries: list[int] = []
         self.retry = None
         self.last_id = None
         if self.status == 200:
@@ -162,6 +167,7 @@ class SSEClient:
                     if "data" in ev:
                         self.last_id = ev.get("id", self.last_id)
                         self.messages.put({"id": int(ev["id"]) if "id" in ev else None,
+                                           "event": ev.get("event"),
                                            "data": json.loads(ev["data"]), "at": time.monotonic()})
                     ev = {}
                 elif line.startswith(":"):
@@ -171,6 +177,7 @@ class SSEClient:
                     value = value[1:] if value.startswith(" ") else value
                     if field == "retry":
                         self.retry = int(value)
+                        self.retries.append(self.retry)
                     elif field == "data":
                         ev["data"] = ev["data"] + "\n" + value if "data" in ev else value
                     elif field in ("id", "event"):

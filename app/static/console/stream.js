@@ -44,6 +44,14 @@ export class Stream {
     this.setStatus("connecting");
     es.onopen = () => { this.failures = 0; this.setStatus("open"); };
     es.onmessage = msg => this.receive(msg);
+    // The server's reset signal (docs/security.md): our last seq is beyond the stream's head
+    // (a restored database); everything follows again from the start, so forget what we saw.
+    es.addEventListener("reset", () => {
+      this.lastSeq = 0;
+      store.setItem(this.key, "0");
+      this.seen.clear();
+      this.seenOrder = [];
+    });
     es.onerror = () => {
       if (es !== this.es) return;
       if (es.readyState === EventSource.CLOSED) {

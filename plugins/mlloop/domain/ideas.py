@@ -15,7 +15,6 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from optionsmath.decimals import to_decimal
-from optionsmath.payoff import intrinsic, payoff_extremes
 
 STRATEGIES = ("single", "vertical", "butterfly")
 SIDES = ("call", "put")
@@ -70,6 +69,7 @@ class TradeIdea:
 
     def value_at_expiry(self, underlying: Decimal | float | int) -> Decimal:
         """The structure's intrinsic value per share at expiry (signed like `debit`)."""
+        from optionsmath.payoff import intrinsic  # numpy: loaded on first use, not at start-up
         u = to_decimal(underlying)
         return sum((q * intrinsic(right, k, u) for k, right, q in self.legs()), Decimal(0))
 
@@ -97,6 +97,7 @@ def pnl_range(strategy: str, side: str, direction: str, strike, width, debit, qu
     """(max profit, max loss) in dollars of the structure entered at ``debit`` per share
     (signed: + paid) x ``MULTIPLIER`` x quantity, as P&L over every expiry price: max loss is
     the lowest P&L (negative for a loss); None where unbounded. ``optionsmath.payoff_extremes``."""
+    from optionsmath.payoff import payoff_extremes  # numpy: loaded on first use, not at start-up
     legs = [{"right": right, "strike": k, "quantity": q * quantity, "multiplier": MULTIPLIER}
             for k, right, q in structure_legs(strategy, side, direction, strike, width)]
     return payoff_extremes(legs, to_decimal(debit) * MULTIPLIER * quantity)

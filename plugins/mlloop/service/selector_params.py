@@ -8,15 +8,15 @@ import sqlalchemy as sa
 
 from app import errors
 from app.db import is_duplicate_key, utcnow
-from plugins.mlloop.domain import rules
+from plugins.mlloop.domain import selector_params as sp
 from plugins.mlloop.tables import selector_params
 
 
-def _params_of(row) -> rules.SelectorParams:
+def _params_of(row) -> sp.SelectorParams:
     m = row._mapping
     weights = m["weights"] if not isinstance(m["weights"], str) else json.loads(m["weights"])
     consts = m["constants"] if not isinstance(m["constants"], str) else json.loads(m["constants"])
-    return rules.SelectorParams.from_row({"version": m["version"], "weights": weights, **consts})
+    return sp.SelectorParams.from_row({"version": m["version"], "weights": weights, **consts})
 
 
 def _params_out(row) -> dict:
@@ -27,7 +27,7 @@ def _params_out(row) -> dict:
     return m
 
 
-def _params_row(user_id: int, params: rules.SelectorParams, active: bool, note: str | None) -> dict:
+def _params_row(user_id: int, params: sp.SelectorParams, active: bool, note: str | None) -> dict:
     data = params.to_row()
     weights = data.pop("weights")
     data.pop("version")
@@ -35,7 +35,7 @@ def _params_row(user_id: int, params: rules.SelectorParams, active: bool, note: 
                 active=active, note=note, created_at=utcnow())
 
 
-def active_params(conn, user_id: int) -> rules.SelectorParams:
+def active_params(conn, user_id: int) -> sp.SelectorParams:
     """The user's active selector_params; version 1 (the defaults) is created on first use."""
     t = selector_params.c
     r = conn.execute(sa.select(selector_params).where(t.user_id == user_id, t.active.is_(True))).first()
@@ -44,17 +44,17 @@ def active_params(conn, user_id: int) -> rules.SelectorParams:
     try:
         with conn.begin_nested():
             conn.execute(selector_params.insert().values(
-                **_params_row(user_id, rules.DEFAULT_SELECTOR_PARAMS, True, "defaults")))
+                **_params_row(user_id, sp.DEFAULT_SELECTOR_PARAMS, True, "defaults")))
     except sa.exc.IntegrityError as exc:
         if not is_duplicate_key(exc):
             raise
         r = conn.execute(sa.select(selector_params).where(t.user_id == user_id, t.active.is_(True))).first()
         if r is not None:
             return _params_of(r)
-    return rules.DEFAULT_SELECTOR_PARAMS
+    return sp.DEFAULT_SELECTOR_PARAMS
 
 
-def params_version(conn, user_id: int, version: int) -> rules.SelectorParams | None:
+def params_version(conn, user_id: int, version: int) -> sp.SelectorParams | None:
     t = selector_params.c
     r = conn.execute(sa.select(selector_params).where(t.user_id == user_id, t.version == version)).first()
     return _params_of(r) if r is not None else None
@@ -74,8 +74,8 @@ def create_params(conn, user_id: int, data: dict) -> dict:
     last = conn.execute(sa.select(sa.func.max(t.version)).where(t.user_id == user_id)).scalar() or 0
     consts = {k: v for k, v in data.items() if k not in ("weights", "note")}
     try:
-        params = rules.SelectorParams(version=last + 1, weights=data["weights"], **consts)
-    except rules.InvalidSelectorParams as exc:
+        params = sp.SelectorParams(version=last + 1, weights=data["weights"], **consts)
+    except sp.InvalidSelectorParams as exc:
         raise errors.field_error("weights" if "weight" in str(exc) else "constants", str(exc))
     conn.execute(selector_params.update().where(t.user_id == user_id, t.active.is_(True)).values(active=False))
     row = _params_row(user_id, params, True, data.get("note"))

@@ -11,7 +11,7 @@ from decimal import Decimal
 import numpy as np
 
 from plugins.mlloop.domain.calendar import VARIANCE_MINUTES_PER_YEAR
-from plugins.mlloop.domain.rules import DEFAULT_SELECTOR_PARAMS, SelectorParams
+from plugins.mlloop.domain.selector_params import DEFAULT_SELECTOR_PARAMS, SelectorParams
 
 # --- the session grid -------------------------------------------------------------------
 BAR_MINUTES = 5

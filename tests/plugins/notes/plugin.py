@@ -12,6 +12,7 @@ from flask.views import MethodView
 from marshmallow import Schema, fields, validate
 
 from app import errors
+from app.auth import admin_only
 from app import fields as tf
 from app.concurrency import versioned_update
 from app.db import Money, UtcDateTime, new_id, utcnow
@@ -148,6 +149,20 @@ class Echo(MethodView):
     def post(self):
         """Trivial JSON endpoint (the benchmark's baseline)."""
         return {"ok": True}
+
+
+class PurgeIn(Schema):
+    older_than_days = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+@blp.route("/admin/purge")
+class Purge(MethodView):
+    @admin_only
+    @blp.arguments(PurgeIn)
+    @blp.response(200)
+    def post(self, data):
+        """An admin-only action with a required body (403 comes before 422)."""
+        return {"would_purge_older_than_days": data["older_than_days"]}
 
 
 # -- jobs (plain service functions: no Flask, no Huey) --------------------------------------
@@ -300,7 +315,8 @@ def health_checks(app):
 
 @hookimpl
 def check_order_allowed(conn, user_id, order):
-    if current_app.config.get("NOTES_VETO"):
+    veto = current_app.config.get("NOTES_VETO")
+    if veto and (veto == "create" or order.get("stage") != "create"):  # executions, or creations too
         return [Veto("notes_veto", "notes says no", {"order": order.get("order_id")})]
     return []
 
