@@ -168,37 +168,62 @@ def emit(conn: Connection, stream: str, type: str, *, aggregate_type: str, aggre
         occurred_at=occurred_at, schema_version=schema_version, event_id=event_id)])[0]
 
 
-def emit_many(conn: Connection, stream: str, specs: Sequence[dict]) -> list[Event]:
-    """Write several events to one stream with one counter bump and one multi-row insert."""
+def emit_many(conn: Connection, stream: str, specs: Sequence[dict]) -> Sequence[Event]:
+    """Write several events to one stream with one counter bump and one multi-row insert
+    (one executemany). Returns the events in order, each built on first access with its
+    payload as every consumer will see it (parsed from the stored text: Decimals as strings,
+    times ISO), so a caller that ignores the result -- a scoring batch of thousands -- never
+    parses back what it just serialised."""
     if not specs:
         return []
     first = reserve(conn, stream, len(specs))
     now = utcnow()
-    events, rows = [], []
+    rows = []
     for i, spec in enumerate(specs):
-        payload = spec.get("payload") or {}
-        text = dumps(payload)
-        ev = Event(
-            event_id=spec.get("event_id") or str(uuid.uuid4()),
-            event_seq=first + i,
-            stream=stream,
-            type=spec["type"],
-            aggregate_type=spec["aggregate_type"],
-            aggregate_id=str(spec["aggregate_id"]),
+        rows.append(dict(
+            stream=stream, seq=first + i, event_id=spec.get("event_id") or str(uuid.uuid4()),
+            type=spec["type"], aggregate_type=spec["aggregate_type"], aggregate_id=str(spec["aggregate_id"]),
             aggregate_version=spec.get("aggregate_version"),
             occurred_at=parse_time(spec.get("occurred_at")) or now,
-            recorded_at=now,
-            user_id=spec.get("user_id"),
-            schema_version=spec.get("schema_version") or 1,
-            # What every consumer will see (Decimals as strings, times ISO), not the caller's
-            # objects: the returned Event equals the one read back from the outbox.
-            payload=json.loads(text),
-        )
-        events.append(ev)
-        rows.append({**row_of(ev, text)})
+            recorded_at=now, user_id=spec.get("user_id"), schema_version=spec.get("schema_version") or 1,
+            payload=dumps(spec.get("payload") or {})))
     conn.execute(outbox.insert(), rows)
     _notify(conn, stream)
-    return events
+    return _Emitted(rows)
+
+
+class _Emitted(Sequence):
+    """The events ``emit_many`` wrote, each made from its outbox row when first read."""
+    __slots__ = ("_rows", "_events")
+
+    def __init__(self, rows: list[dict]):
+        self._rows = rows
+        self._events: list[Event | None] = [None] * len(rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self._rows)))]
+        ev = self._events[i]
+        if ev is None:
+            ev = self._events[i] = _event_of_row(self._rows[i])
+        return ev
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"<{len(self._rows)} emitted events>"
+
+
+def _event_of_row(m: dict) -> Event:
+    return Event(event_id=m["event_id"], event_seq=int(m["seq"]), stream=m["stream"], type=m["type"],
+                 aggregate_type=m["aggregate_type"], aggregate_id=m["aggregate_id"],
+                 aggregate_version=m["aggregate_version"], occurred_at=m["occurred_at"],
+                 recorded_at=m["recorded_at"], user_id=m["user_id"],
+                 schema_version=m["schema_version"], payload=json.loads(m["payload"]))
 
 
 def row_of(ev: Event, payload_text: str | None = None) -> dict:

@@ -191,7 +191,10 @@ def _labels() -> list[str]:
         key=lambda mp: (order[mp[0]], mp[1]))]
 
 
-LABELS = _labels()
+# The test plugin's CPU-burn knob exists to be stopped by its own timeout: its 503
+# (computation_timeout, documented) is what the off-loop drills assert, not a defect.
+UNFUZZED = {"POST /api/notes/burn"}
+LABELS = [label for label in _labels() if label not in UNFUZZED]
 
 
 @pytest.mark.parametrize("label", LABELS)
