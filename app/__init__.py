@@ -152,7 +152,10 @@ class Tradeloop:
         self.app = app
         self.config = cfg
         self.db = Database(cfg["DATABASE_URL"], pool_size=int(cfg["DATABASE_POOL_SIZE"]),
-                           max_overflow=int(cfg["DATABASE_MAX_OVERFLOW"]))
+                           max_overflow=int(cfg["DATABASE_MAX_OVERFLOW"]),
+                           pool_timeout=float(cfg["DATABASE_POOL_TIMEOUT"]), tls=cfg["DATABASE_TLS"],
+                           tls_ca=cfg.get("DATABASE_TLS_CA"),
+                           ping_after_idle=float(cfg["DATABASE_PING_AFTER_IDLE_SECONDS"]))
         self.cache = cache_from_url(cfg.get("REDIS_URL"))
         # Cache keys and pub/sub channels are namespaced by deployment (its database).
         self.namespace = cfg.get("CACHE_NAMESPACE") or hashlib.sha256(
