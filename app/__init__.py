@@ -22,6 +22,7 @@ from app import errors, idempotency, routing, security
 from app.cache import from_url as cache_from_url
 from app.db import Database
 from app.plugins import PluginError, Plugins
+from bus import outbox
 
 from app.web import conn, ext, public, user  # noqa: F401  (what views use, re-exported)
 
@@ -206,6 +207,7 @@ class Tradeloop:
         if c is None:
             c = self.db.engine.connect()
             c.info["after_commit"] = []
+            outbox.defer_positions(c)  # stream positions taken last, just before COMMIT
             c.begin()
             g._tl_conn = c
             if claim:
@@ -221,6 +223,7 @@ class Tradeloop:
             return False
         try:
             if commit:
+                outbox.flush(c)  # the counter bump and the outbox insert: the last statements
                 c.commit()
                 run_after_commit(c)
                 return True
@@ -229,6 +232,7 @@ class Tradeloop:
         finally:
             c.info.pop("after_commit", None)
             c.info.pop("bus_emitted", None)
+            outbox.discard(c)
             c.close()
 
     # -- cross-context hooks ------------------------------------------------------------
