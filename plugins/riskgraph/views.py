@@ -8,6 +8,7 @@ import os
 from flask import Response, after_this_request, current_app, request
 from flask.views import MethodView
 
+from app.sessions import COOKIE as SESSION_COOKIE
 from app.web import Blueprint, Paged, conn, user
 from plugins.riskgraph import integration, schemas as s, service
 
@@ -262,7 +263,16 @@ def _tradelog_client() -> integration.TradelogClient:
     base = cfg.get("RISKGRAPH_TRADELOG_URL") or os.environ.get("RISKGRAPH_TRADELOG_URL") or _own_url()
     return integration.TradelogClient(base, request.headers.get("Authorization"),
                                       session=current_app.extensions.get("riskgraph.http_session"),
-                                      timeout=float(cfg.get("RISKGRAPH_HTTP_TIMEOUT", 10.0)))
+                                      timeout=float(cfg.get("RISKGRAPH_HTTP_TIMEOUT", 10.0)),
+                                      headers=_session_headers())
+
+
+def _session_headers() -> dict:
+    """A browser session's credentials for the trade log: its cookie, and — this server
+    calling itself — ``Sec-Fetch-Site: same-origin`` for the host's CSRF guard on the link POST.
+    Sent only where a bearer caller's Authorization header would go."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return {"Cookie": f"{SESSION_COOKIE}={cookie}", "Sec-Fetch-Site": "same-origin"} if cookie else {}
 
 
 def _after_response(fn) -> None:
