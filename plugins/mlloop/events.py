@@ -51,6 +51,25 @@ class FeatureSnapshotTaken(Schema):
     extra_features = fields.Dict(allow_none=True, metadata={"description": "a declared feature set's extra values"})
 
 
+class DeepScoreRecorded(Schema):
+    """A decision's deep score (the ``mlloop.deep_score`` job): its own model's full batch path
+    over the decision's stored features; immutable, one per decision (``ml_deep_scores``)."""
+    deep_score_id = fields.String(required=True)
+    decision_id = fields.String(required=True, metadata={"description": "the DecisionRecorded it belongs to"})
+    idea_id = fields.String(required=True)
+    feature_snapshot_id = fields.String(required=True)
+    model_id = fields.Integer(required=True)
+    model_version = fields.Integer(required=True)
+    model_key = fields.String(required=True, metadata={"description": "__global__ or the regime's sub-model"})
+    ml_score = tf.Money(places=2, required=True, metadata={"description": "0..100, from the calibrated tier forecast"})
+    tier_probabilities = fields.List(fields.Float(), required=True,
+                                     metadata={"description": "calibrated [p0, p1, p2, p3]"})
+    confidence = fields.Float(required=True, metadata={"description": "1 - H(p)/ln 4"})
+    p_profitable = fields.Float(required=True, metadata={"description": "from the model's Logloss sub-models"})
+    job_id = fields.String(allow_none=True)
+    scored_at = tf.UtcDateTime(required=True)
+
+
 class PnlRecorded(Schema):
     """One pnl_events row (the agreed contract)."""
     idea_id = fields.String()
@@ -120,7 +139,8 @@ MODEL_EVENTS = {"ModelTrained": ModelTrained, "ModelPromoted": ModelPromoted,
 
 # -- the topics (plugin.py returns them; the services emit through them) --------------------
 DECISIONS = Topic("mlloop.decisions", "Immutable scoring decisions (scores, versions, model, arm, features), "
-                  "one per idea.", {"DecisionRecorded": DecisionRecorded})
+                  "one per idea, and each decision's deep score when the deep path has run.",
+                  {"DecisionRecorded": DecisionRecorded, "DeepScoreRecorded": DeepScoreRecorded})
 FEATURES = Topic("mlloop.features", "The feature snapshot of every decision, with its versions.",
                  {"FeatureSnapshotTaken": FeatureSnapshotTaken})
 PNL = Topic("mlloop.pnl", "The P&L ledger: marks, fills, adjustments and settlements of tracked ideas.",

@@ -112,6 +112,21 @@ def materialize(db, progress) -> dict:
         return {"days": service.outcomes.materialize(c, None)}
 
 
+class DeepScoreJob(Schema):
+    limit = fields.Integer(load_default=20_000, validate=validate.Range(1, 200_000),
+                           metadata={"description": "decisions deep-scored in this run (oldest first); "
+                                                    "the next run takes the rest"})
+
+
+def deep_score(db, params, progress, user_id, job_id) -> dict:
+    """Deep-score recorded decisions that have none yet (their own model, full batch path)
+    and record each as an immutable ``ml_deep_scores`` row + ``DeepScoreRecorded``. A user's
+    run takes that user's decisions; a scheduled run (no user) everyone's."""
+    from plugins.mlloop import service
+    return service.deep_scores.score_pending(db, user_id=user_id, limit=params["limit"], job_id=job_id,
+                                             progress=progress)
+
+
 KINDS = [
     JobKind("mlloop.train", train, "Train a model walk-forward and register it (validating).",
             params_schema=TrainJob, admin_only=True),
@@ -123,6 +138,8 @@ KINDS = [
             admin_only=True, max_attempts=3),
     JobKind("mlloop.check_drift", check_drift, "Drift check of every champion.", admin_only=True, max_attempts=3),
     JobKind("mlloop.materialize", materialize, "Rebuild daily performance.", admin_only=True, max_attempts=3),
+    JobKind("mlloop.deep_score", deep_score, "Deep-score decisions that have no deep score yet (yours; "
+            "everyone's on the schedule).", params_schema=DeepScoreJob, max_attempts=3),
 ]
 
 SCHEDULE = [
@@ -132,4 +149,6 @@ SCHEDULE = [
                   description="Champions' drift, weekdays after the US close (22:30 UTC)."),
     ScheduleEntry("mlloop.materialize", "mlloop.materialize", cron="45 22 * * 1-5",
                   description="Daily-performance materialisation, weekdays 22:45 UTC."),
+    ScheduleEntry("mlloop.deep_score", "mlloop.deep_score", every_seconds=60,
+                  description="Deep scores of every new decision, every minute."),
 ]

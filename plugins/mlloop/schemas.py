@@ -180,6 +180,26 @@ class DecisionPath(Schema):
     decision_id = fields.String(required=True, validate=validate.Length(min=1, max=36))
 
 
+class DeepScore(Schema):
+    deep_score_id = fields.String(required=True)
+    decision_id = fields.String(required=True)
+    idea_id = fields.String(required=True)
+    feature_snapshot_id = fields.String(required=True)
+    model_id = fields.Integer(required=True, metadata={"description": "the model that served the decision"})
+    model_version = fields.Integer(required=True)
+    model_key = fields.String(required=True, metadata={"description": "__global__ or the regime whose sub-model scored"})
+    ml_score = tf.Money(places=2, required=True, metadata={
+        "description": "0..100: clamp(50 + 50 EV) of the calibrated tier forecast (as the decision's ml_score)"})
+    tier_probabilities = fields.List(fields.Float(), required=True, metadata={
+        "description": "calibrated [p(big loss), p(small loss), p(small win), p(big win)]"})
+    confidence = fields.Float(required=True, metadata={
+        "description": "1 - H(p)/ln 4: 1 when one tier is certain, 0 when uniform"})
+    p_profitable = fields.Float(required=True, metadata={
+        "description": "P(profitable) from the model's separate Logloss sub-models"})
+    job_id = fields.String(allow_none=True, metadata={"description": "the mlloop.deep_score job that recorded it"})
+    scored_at = tf.UtcDateTime(required=True)
+
+
 class Decision(Schema):
     id = fields.String(required=True)
     status = fields.String(required=True, metadata={"description": "recorded | pending (not yet written)"})
@@ -210,6 +230,9 @@ class Decision(Schema):
     idea = fields.Dict(allow_none=True)
     selector_params = fields.Dict(allow_none=True)
     model = fields.Dict()
+    deep_score = fields.Nested(DeepScore, allow_none=True, metadata={
+        "description": "the deep path's score (recorded asynchronously by the mlloop.deep_score job); "
+                       "null until then, and always for a rules-only decision"})
 
 
 class FeatureSetIn(Schema):

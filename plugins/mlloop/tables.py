@@ -3,7 +3,7 @@ only references (``tracked_ideas``, ``selector_params``) and the market inputs.
 
 Immutable (append-only; ``immutable.py`` refuses UPDATE/DELETE on them): ``ml_decisions``,
 ``ml_feature_snapshots``, ``pnl_events``, ``tracked_idea_snapshots``, ``user_trade_actions``,
-``ml_market_snapshots``. Mutable: ``tracked_ideas`` (running P&L path and settlement),
+``ml_market_snapshots``, ``ml_deep_scores``. Mutable: ``tracked_ideas`` (running P&L path and settlement),
 ``ml_labels`` (cohort labels firm up as the cohort settles), ``daily_performance``
 (materialised), ``selector_params`` (only the ``active`` flag moves), ``ml_market_contexts``.
 
@@ -26,8 +26,6 @@ from app.db import JSONType, Money, UtcDateTime
 
 metadata = sa.MetaData()            # part 1: migration mlloop_0001
 registry_metadata = sa.MetaData()   # the model registry: migration mlloop_0002
-
-
 _BIGINT_PK = sa.BigInteger().with_variant(sa.Integer, "sqlite")  # SQLite autoincrements INTEGER only
 
 
@@ -363,12 +361,29 @@ daily_performance = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
-IMMUTABLE = (ml_decisions, ml_feature_snapshots, pnl_events, tracked_idea_snapshots,
-             user_trade_actions, ml_market_snapshots)
+# A decision's deep score (mlloop_0004; the mlloop.deep_score job): its model's full batch path.
+ml_deep_scores = sa.Table(
+    "ml_deep_scores", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("decision_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("idea_id", sa.String(64), nullable=False),
+    sa.Column("feature_snapshot_id", sa.String(36), nullable=False),
+    sa.Column("model_id", sa.Integer, nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("model_key", sa.String(40), nullable=False),      # "__global__" or a regime
+    sa.Column("ml_score", _dec(6, 2), nullable=False),
+    sa.Column("tier_probabilities", JSONType, nullable=False),  # calibrated [p0, p1, p2, p3]
+    sa.Column("confidence", sa.Float, nullable=False),          # 1 - H(p)/ln 4
+    sa.Column("p_profitable", sa.Float, nullable=False),        # the Logloss sub-models'
+    sa.Column("job_id", sa.String(36), nullable=True),
+    sa.Column("scored_at", UtcDateTime, nullable=False),
+    sa.Index("ix_ml_deep_scores_user_time", "user_id", "scored_at"))
 
+IMMUTABLE = (ml_decisions, ml_feature_snapshots, pnl_events, tracked_idea_snapshots,
+             user_trade_actions, ml_market_snapshots, ml_deep_scores)
 
 # == the model registry ==================================================================
-
 # Registry statuses (the seed's ENUM) and experiment states.
 STATUSES = ("training", "validating", "champion", "challenger", "retired")
 EXPERIMENT_STATUSES = ("running", "concluded", "aborted")
@@ -483,14 +498,3 @@ ml_settings = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("updated_by", sa.Integer, nullable=True),
 )
-
-SETTINGS_DEFAULTS = {
-    "ml_weight": 0.0,  # 0 = shadow: scored and logged, ranking unchanged
-    "exploration_rate": 0.1,  # the seed's ExplorationManager default
-    "low_data_threshold": 50.0,  # the seed's: fewer similar settled ideas -> always explore
-    # promotion gates (ml.gates): held-out evidence a model needs before it may serve
-    "gate_min_windows": 3.0,
-    "gate_min_samples": 200.0,
-    "gate_min_skill": 0.0,  # Brier skill score's bootstrap lower bound must exceed this
-    "gate_min_skill_over_control": 0.0,  # ... and the shuffled-label control's skill + this
-}

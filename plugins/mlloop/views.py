@@ -105,6 +105,18 @@ class OneDecision(MethodView):
         return service.decisions.get_decision(conn(), user().id, decision_id)
 
 
+@blp.route("/decisions/<string(length=36):decision_id>/deep-score")
+class DecisionDeepScore(MethodView):
+    @blp.response(200, s.DeepScore)
+    def get(self, decision_id):
+        """The decision's deep score: its model's full batch path over the decision's stored
+        features (tier forecast, confidence, P(profitable) from the Logloss sub-models),
+        recorded once by the ``mlloop.deep_score`` job (scheduled every minute; ``POST
+        /api/jobs {"kind": "mlloop.deep_score"}`` runs it for your decisions now). 404
+        ``no_deep_score`` until then (and for a rules-only decision)."""
+        return service.deep_scores.deep_score_of(conn(), user().id, decision_id)
+
+
 @blp.route("/ideas")
 class Ideas(MethodView):
     @blp.arguments(s.IdeaListArgs, location="query")

@@ -1,5 +1,6 @@
-"""mlloop_0003 on a database made before it: the new columns and table appear, the market
-fields a user's stream may not have become nullable, and the rows already there are kept."""
+"""mlloop_0003 and mlloop_0004 on a database made before them: the new columns and tables
+appear, the market fields a user's stream may not have become nullable, and the rows already
+there are kept."""
 from __future__ import annotations
 
 import os
@@ -48,6 +49,7 @@ def _old_shape(conn) -> None:
             cols.append(copy)
         sa.Table(name, old, *cols)
     conn.execute(sa.text("DROP TABLE ml_feature_sets"))
+    conn.execute(sa.text("DROP TABLE ml_deep_scores"))
     for name in ("ml_market_snapshots", *OLD_COLUMNS):
         conn.execute(sa.text(f"DROP TABLE {name}"))
     old.create_all(conn)
@@ -74,11 +76,11 @@ def test_0003_upgrades_a_database_made_before_it(app_factory, stack, request):
             assert set(cols) <= {c["name"] for c in inspector.get_columns(name)}
         snaps = {c["name"]: c for c in inspector.get_columns("ml_market_snapshots")}
         assert all(snaps[n]["nullable"] for n in WERE_REQUIRED)
-        assert "ml_feature_sets" in inspector.get_table_names()
+        assert {"ml_feature_sets", "ml_deep_scores"} <= set(inspector.get_table_names())
         with ext.db.engine.begin() as c:
             kept = c.execute(sa.text("SELECT spot, market_mode FROM ml_market_snapshots WHERE user_id = 7")).all()
             version = c.execute(sa.text("SELECT version_num FROM alembic_version_mlloop")).scalar()
-        assert [(float(s), m) for s, m in kept] == [(6000.0, "pin")] and version == "mlloop_0003"
+        assert [(float(s), m) for s, m in kept] == [(6000.0, "pin")] and version == "mlloop_0004"
         ext.db.dispose()
     finally:
         if drop:

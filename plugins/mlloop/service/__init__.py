@@ -8,7 +8,7 @@ be · ``decisions`` the scoring request and its decision records · ``outcomes``
 settlement, labels, daily performance · ``scoring_plan`` which model scores an idea ·
 ``settings`` · ``registry`` model versions, promotion, rollback · ``training_data`` ·
 ``training`` · ``experiments`` · ``drift_reports`` · ``evaluation`` · ``replay`` (and the
-deep path) · ``common``.
+deep path for a batch) · ``deep_scores`` (decisions' deep scores, recorded by a job) · ``common``.
 
 Submodules load on first use (``service.decisions.score_ideas(...)``), so importing this
 package -- as the views do at start-up -- costs nothing; the heavy libraries (pandas,
@@ -21,7 +21,7 @@ import importlib
 MODULES = ("common", "contexts", "selector_params", "feature_sets", "idea_input", "decisions",
            "outcomes", "scoring_plan",
            "settings", "registry", "training_data", "training", "experiments", "drift_reports",
-           "evaluation", "replay")
+           "evaluation", "replay", "deep_scores")
 
 
 def __getattr__(name: str):

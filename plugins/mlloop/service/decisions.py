@@ -347,6 +347,8 @@ def get_decision(conn, user_id: int, decision_id: str) -> dict:
     params = params_version(conn, user_id, d["selector_params_version"])
     d["selector_params"] = params.to_row() if params is not None else None
     d["model"] = {"model_id": d.get("model_id"), "model_version": d.get("model_version")}
+    from plugins.mlloop.service.deep_scores import get_for_decision
+    d["deep_score"] = get_for_decision(conn, user_id, decision_id)
     return d
 
 

@@ -8,7 +8,18 @@ import sqlalchemy as sa
 
 from app import errors
 from app.db import utcnow
-from plugins.mlloop.tables import SETTINGS_DEFAULTS, ml_settings
+from plugins.mlloop.tables import ml_settings
+
+SETTINGS_DEFAULTS = {
+    "ml_weight": 0.0,  # 0 = shadow: scored and logged, ranking unchanged
+    "exploration_rate": 0.1,  # the seed's ExplorationManager default
+    "low_data_threshold": 50.0,  # the seed's: fewer similar settled ideas -> always explore
+    # promotion gates (ml.gates): held-out evidence a model needs before it may serve
+    "gate_min_windows": 3.0,
+    "gate_min_samples": 200.0,
+    "gate_min_skill": 0.0,  # Brier skill score's bootstrap lower bound must exceed this
+    "gate_min_skill_over_control": 0.0,  # ... and the shuffled-label control's skill + this
+}
 
 _LOCK_ROW = "_registry_lock"  # an ml_settings row whose row lock serialises registry changes
 
