@@ -8,7 +8,6 @@ import os
 from flask import Response, after_this_request, current_app, request
 from flask.views import MethodView
 
-from app.sessions import COOKIE as SESSION_COOKIE
 from app.web import Blueprint, Paged, conn, user
 from plugins.riskgraph import integration, schemas as s, service
 
@@ -271,8 +270,9 @@ def _session_headers() -> dict:
     """A browser session's credentials for the trade log: its cookie, and — this server
     calling itself — ``Sec-Fetch-Site: same-origin`` for the host's CSRF guard on the link POST.
     Sent only where a bearer caller's Authorization header would go."""
-    cookie = request.cookies.get(SESSION_COOKIE)
-    return {"Cookie": f"{SESSION_COOKIE}={cookie}", "Sec-Fetch-Site": "same-origin"} if cookie else {}
+    from app.sessions import COOKIE
+    cookie = request.cookies.get(COOKIE)
+    return {"Cookie": f"{COOKIE}={cookie}", "Sec-Fetch-Site": "same-origin"} if cookie else {}
 
 
 def _after_response(fn) -> None:
