@@ -48,7 +48,65 @@ def _snake(name: str) -> str:
 
 
 class Api(flask_smorest.Api):
+    """flask-smorest's Api, with the OpenAPI document built on first use (``api.spec``:
+    GET /openapi.json, /docs, a test) rather than at start-up. A blueprint's routes serve
+    as soon as it is registered; its documentation (schemas resolved into the document) is
+    added when the document is first read, so CLI commands, which never read it, do not pay
+    for it. ``on_spec_built(fn)`` adds a step run with the spec after each batch of
+    blueprints is documented (steps must be idempotent: a blueprint registered later
+    documents a new batch). ``tradeloop serve`` and app.wsgi build it before serving."""
     ERROR_SCHEMA = ErrorSchema
+
+    def __init__(self, app=None, **kwargs):
+        import threading
+        self._doc_pending: list = []
+        self._doc_steps: list = []
+        self._doc_lock = threading.RLock()
+        self._doc_building = False
+        super().__init__(app, **kwargs)
+
+    @property
+    def spec(self):
+        if self.__dict__.get("_doc_pending") and not self._doc_building:
+            self._document_pending()
+        return self.__dict__.get("_spec")
+
+    @spec.setter
+    def spec(self, value):
+        self.__dict__["_spec"] = value
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        """Serve ``blp`` now; document it when the spec is first read (see the class)."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        with self._doc_lock:
+            self._doc_pending.append((blp, name, parameters))
+
+    def on_spec_built(self, step) -> None:
+        """Run ``step(spec)`` each time pending blueprints have been documented."""
+        with self._doc_lock:
+            self._doc_steps.append(step)
+            self._doc_pending.append(None)  # (a new step runs on the next read, too)
+
+    def _document_pending(self) -> None:
+        with self._doc_lock:
+            if not self._doc_pending or self._doc_building:
+                return
+            self._doc_building = True
+            try:
+                spec = self.__dict__["_spec"]
+                while self._doc_pending:
+                    item = self._doc_pending.pop(0)
+                    if item is None:
+                        continue
+                    blp, name, parameters = item
+                    blp.register_views_in_doc(self, self._app, spec, name=name, parameters=parameters)
+                    spec.tag({"name": name, "description": blp.description})
+                for step in self._doc_steps:
+                    step(spec)
+            finally:
+                self._doc_building = False
 
     def _register_pagination_header(self):
         """X-Pagination carries JSON: documented as ``content: application/json`` (a header
@@ -137,14 +195,18 @@ class Tradeloop:
         return [t.name for _, t in self.topics]
 
     # -- the request transaction --------------------------------------------------------
-    def request_conn(self):
+    def request_conn(self, *, claim: bool = True):
+        """The request's connection, its transaction begun on first use; the request's
+        Idempotency-Key record is claimed as its first statement (``claim=False``: the caller
+        makes the claim itself)."""
         c = g.get("_tl_conn")
         if c is None:
             c = self.db.engine.connect()
             c.info["after_commit"] = []
             c.begin()
             g._tl_conn = c
-            idempotency.claim_if_pending(self, c)
+            if claim:
+                idempotency.claim_if_pending(self, c)
         return c
 
     def end_request(self, commit: bool) -> bool:
@@ -238,7 +300,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         for blp in blps:
             api.register_blueprint(blp)
         _claim_routes(app, owners, plugin)
-    _document_headers(api)
+    api.on_spec_built(_document_headers)
     core_views.register_sse(app, ext_)
     core_views.register_static(app)
     from app import console
@@ -257,6 +319,13 @@ def create_app(overrides: dict | None = None) -> Flask:
     for _plugin, _ in ext_.plugins.call("app_ready", app=app):
         pass
     return app
+
+
+def prepare_to_serve(app: Flask) -> None:
+    """Build what ``create_app`` leaves to first use (so CLI commands start fast) before a
+    server takes requests: the OpenAPI document (CPU work that should not land on the first
+    request's gevent loop)."""
+    app.extensions["tradeloop_api"].spec
 
 
 def _money_bounds(self, field, ret, **kwargs):
@@ -307,9 +376,9 @@ IDEMPOTENCY_PARAM = {
 }
 
 
-def _document_headers(api) -> None:
+def _document_headers(spec) -> None:
     """Add the Idempotency-Key header to every mutating operation of the spec."""
-    paths = api.spec._paths  # apispec keeps operations here until to_dict()
+    paths = spec._paths  # apispec keeps operations here until to_dict()
     for ops in paths.values():
         for method, op in ops.items():
             if method.upper() in idempotency.METHODS and isinstance(op, dict):
@@ -357,9 +426,11 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
     def _finish(response):
         ok = response.status_code < 400
         try:
-            if ok and g.get("_tl_conn") is not None:
+            if ok:  # (also when the view never opened the transaction: the record is durable)
                 idempotency.complete(ext_, response)
             committed = ext_.end_request(commit=ok)
+        except idempotency.ReplayInstead as replay:  # another request's record has this key
+            return replay.response
         except Exception as exc:
             log.exception("commit failed")
             ext_.end_request(commit=False)

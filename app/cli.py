@@ -63,6 +63,8 @@ def serve(host, port, demo, migrate, run_workers, run_jobs):
         run_jobs = ext.jobs.queue.backend == "sqlite"
     if run_jobs:
         _start_job_worker()
+    from app import prepare_to_serve
+    prepare_to_serve(app)  # the OpenAPI document, before the first request
     click.echo(f"tradeloop on http://{host}:{port}  (docs: /docs, console: /console, plugins: "
                f"{', '.join(ext.plugins.names) or 'none'}, database: {ext.db.dialect}, "
                f"bus: {ext.bus.name}, cache: {ext.cache.name})")

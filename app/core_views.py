@@ -75,6 +75,8 @@ def register_sse(app, ext) -> None:
             return stream_response(ext, _topic, current_user().id)
         view.__name__ = f"sse_{plugin}_{stream.path.strip('/').replace('/', '_').replace('-', '_')}"
         app.add_url_rule(stream.path, endpoint=view.__name__, view_func=view, methods=["GET"])
+    from app.sse import document_streams
+    app.extensions["tradeloop_api"].on_spec_built(lambda spec: document_streams(app, spec, ext.sse_streams))
 
 
 def register_static(app) -> None:

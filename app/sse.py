@@ -402,3 +402,66 @@ def stream_response(ext, topic: str, user_id: int) -> Response:
         # no-cache + X-Accel-Buffering: proxies (nginx) must neither cache nor buffer the
         # stream. (No "Connection" header: it is hop-by-hop, which WSGI apps may not set.)
         "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# -- the streams in the OpenAPI document ---------------------------------------------------
+SSE_TAG = {"name": "sse", "description": (
+    "Server-Sent Events: each stream replays your events after `Last-Event-ID` (or `?last_seq=`), "
+    "then follows live. Messages are `id: <event_seq>` + `data: <event envelope JSON>` (`event_id`, "
+    "`event_seq`, `type`, `aggregate_type`, `aggregate_id`, `aggregate_version`, `occurred_at`, "
+    "`recorded_at`, `user_id`, `schema_version`, `payload`; each topic's payloads: /asyncapi.json); "
+    "`: heartbeat` comments keep the connection alive; `retry:` sets the reconnect delay; one "
+    "`event: reset` message (`id: 0`) answers a Last-Event-ID beyond the stream's head, followed by "
+    "the whole stream from the start.")}
+
+
+def openapi_operation(stream) -> dict:
+    """The OpenAPI operation (GET) of one SSE stream: ``text/event-stream``, the two ways to
+    say where to resume, and its error answers (shared error shape)."""
+    return {
+        "tags": [SSE_TAG["name"]],
+        "summary": stream.description or f"The {stream.topic} events of the signed-in user, live.",
+        "description": (
+            f"Replays the signed-in user's `{stream.topic}` events after the given position, then "
+            "follows live (see the `sse` tag). At most SSE_MAX_STREAMS_PER_USER open streams per user."),
+        "parameters": [
+            {"in": "query", "name": "last_seq", "required": False,
+             "schema": {"type": "integer", "minimum": 0, "default": 0},
+             "description": "Resume after this event_seq (0: the whole stream). Last-Event-ID wins when both are sent."},
+            {"in": "header", "name": "Last-Event-ID", "required": False,
+             "schema": {"type": "string", "pattern": "^[0-9]+$"},
+             "description": "The `id:` of the last message received (what a browser's EventSource sends on reconnect)."},
+        ],
+        "responses": {
+            "200": {
+                "description": "The event stream (never ends on its own; reconnect after `retry:` ms when it does).",
+                "headers": {"Cache-Control": {"schema": {"type": "string", "enum": ["no-cache"]}}},
+                "content": {"text/event-stream": {"schema": {
+                    "type": "string",
+                    "description": "SSE messages: `id: <event_seq>\\ndata: <envelope JSON>\\n\\n`, "
+                                   "comments (`: heartbeat`), `retry: <ms>`, and `event: reset`.",
+                    "example": 'retry: 3000\n: connected\n\nid: 1\ndata: {"event_seq": 1, "type": "..."}\n\n'}}},
+            },
+            "400": {"description": "`last_seq` / `Last-Event-ID` is not a non-negative integer.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "429": {"description": "You already have SSE_MAX_STREAMS_PER_USER streams open (Retry-After).",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "503": {"description": "This server is restarting: reconnect (Retry-After).",
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "default": "DEFAULT_ERROR",
+        },
+    }
+
+
+def document_streams(app, spec, streams) -> None:
+    """Add every SSE stream's GET to ``spec`` (idempotent: run after each batch of blueprints
+    is documented, see ``app.Api.on_spec_built``)."""
+    if not any(t.get("name") == SSE_TAG["name"] for t in spec._tags):
+        spec.tag(dict(SSE_TAG))
+    rules = {r.rule: r for r in app.url_map.iter_rules()}
+    for _plugin, stream in streams:
+        if stream.path in spec._paths or stream.path not in rules:
+            continue
+        spec.path(rule=rules[stream.path], operations={"get": openapi_operation(stream)})

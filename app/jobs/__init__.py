@@ -18,8 +18,8 @@ For plugins (docs/plugins.md, docs/jobs.md):
 
 * run CPU work a request must wait for (no job row) with ``app.jobs.offloop.run_cpu``.
 
-Only ``app.jobs.queue`` imports Huey, lazily, so neither the web process's start-up nor
-``tradeloop --help`` pays for it.
+Huey is imported lazily (``app.jobs.queue`` on the first submit, the schedule's cron check on
+its first use), so neither the web process's start-up nor ``tradeloop --help`` pays for it.
 """
 from __future__ import annotations
 

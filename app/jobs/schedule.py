@@ -129,12 +129,27 @@ class Schedule:
             timings = [x for x in (entry.every_seconds, entry.cron, entry.moments) if x]
             if len(timings) != 1:
                 raise ValueError(f"schedule entry {entry.name!r} needs exactly one of every_seconds, cron, moments")
-            if entry.cron:
-                cron_test(entry.cron)
             self.entries.append((owner, entry))
         self._scanned: dict[str, dt.datetime] = {}
+        self._checked = False
+
+    def check(self) -> None:
+        """Raise ValueError naming the entry whose cron line Huey's ``crontab`` rejects. Run on
+        first use (a tick, ``describe``), not when the app is built: checking imports Huey,
+        which a CLI command or a web request that never touches the schedule should not pay
+        for. JOBS_SCHEDULE's own cron lines are checked when it is parsed (at start-up)."""
+        if self._checked:
+            return
+        for owner, entry in self.entries:
+            if entry.cron:
+                try:
+                    cron_test(entry.cron)
+                except ValueError as exc:
+                    raise ValueError(f"schedule entry {entry.name!r} ({owner}): {exc}") from None
+        self._checked = True
 
     def active(self):
+        self.check()
         return [(o, e) for o, e in self.entries if e.enabled]
 
     def tick(self, now: dt.datetime | None = None) -> list[str]:
@@ -165,6 +180,7 @@ class Schedule:
     def describe(self, now: dt.datetime | None = None) -> list[dict]:
         """Each entry with its timing and the slot it would run now (for the API and CLI)."""
         now = now or utcnow()
+        self.check()
         out = []
         for owner, entry in self.entries:
             timing = (f"every {entry.every_seconds:g} s" if entry.every_seconds else

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import requests
-
 from app import errors
 from plugins.riskgraph import service
 from bus.envelope import iso
@@ -28,12 +26,14 @@ class TradelogUnavailable(errors.DomainError):
 
 class TradelogClient:
     def __init__(self, base_url: str, authorization: str | None, *, session=None, timeout: float = 10.0):
+        import requests  # (here, not at import: the CLI's start-up does not need it)
         self.base_url = base_url.rstrip("/")
         self.headers = {"Authorization": authorization} if authorization else {}
         self.session = session or requests.Session()
         self.timeout = timeout
 
     def snapshot(self, position_id: str) -> dict:
+        import requests
         url = f"{self.base_url}/api/positions/{position_id}/snapshot"
         try:
             resp = self.session.get(url, headers=self.headers, timeout=self.timeout)
@@ -54,6 +54,7 @@ class TradelogClient:
     def link(self, position_id: str, artifact_id: str, computed_at) -> int | None:
         """POST the artifact reference (Idempotency-Key: one per artifact, so a retry is
         harmless). Returns the status code, or None if the trade log was unreachable."""
+        import requests
         url = f"{self.base_url}/api/positions/{position_id}/risk-artifact"
         headers = dict(self.headers, **{"Idempotency-Key": f"riskgraph-artifact-{artifact_id}"})
         try:

@@ -22,7 +22,10 @@ import pytest
 from tests.conftest import ROOT
 
 HEAVY = ("catboost", "scipy", "pandas", "confluent_kafka", "exchange_calendars", "pandas_market_calendars",
-         "sklearn", "matplotlib", "plotly", "pyarrow", "torch")
+         "sklearn", "matplotlib", "plotly", "pyarrow", "torch",
+         # lighter, but only some commands use them (~0.1 s together): the job queue and
+         # riskgraph's HTTP client to the trade log
+         "huey", "requests")
 
 RUN = """
 import json, sys

@@ -188,3 +188,31 @@ def test_a_page_beyond_any_database_is_a_422_naming_it(tmp_path):
     c = small_app(tmp_path).test_client()
     r = c.get("/webtest/sql?page=184467440737095518")
     assert r.status_code == 422 and r.json["errors"] == {"query": {"page": ["must be at most 1000000"]}}
+
+
+def test_the_document_is_built_on_first_read_and_covers_blueprints_registered_after(tmp_path):
+    """The OpenAPI document is built lazily (the CLI never reads it): a blueprint serves as soon
+    as it is registered, and one registered after the document was first read is in the next
+    read too, with the host's Idempotency-Key header on its PUT."""
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/lazy.db", "TRADELOOP_PLUGINS": [], "SECRET_KEY": "x"})
+    api = app.extensions["tradeloop_api"]
+    assert "/api/auth/me" in api.spec._paths  # the first read documents what was registered
+    late = small_app(tmp_path)  # a second app: registers "webtest" after create_app
+    late_api = late.extensions["tradeloop_api"]
+    assert "/webtest/thing" in late_api.spec.to_dict()["paths"]  # read before the next one
+    blp = Blueprint("later", __name__, url_prefix="/later")
+
+    @blp.route("/x")
+    class X(MethodView):
+        @blp.arguments(Body)
+        @blp.response(200, Thing)
+        def put(self, data):
+            return {"id": str(data["x"])}
+    late_api.register_blueprint(blp)
+    late.view_functions["later.X"]._public = True
+    assert late.test_client().put("/later/x", json={"x": 3}).json == {"id": "3"}  # served at once
+    doc = late.test_client().get("/openapi.json").json
+    assert "/later/x" in doc["paths"] and "later" in [t["name"] for t in doc["tags"]]
+    names = [p["name"] for p in doc["paths"]["/later/x"]["put"]["parameters"]]
+    assert names.count("Idempotency-Key") == 1
+    assert [p["name"] for p in doc["paths"]["/webtest/thing"]["put"]["parameters"]].count("Idempotency-Key") == 1

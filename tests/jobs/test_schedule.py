@@ -51,6 +51,24 @@ def test_jobs_schedule_overrides_parse_and_bad_ones_name_the_item():
             parse_overrides(bad)
 
 
+def test_every_declared_cron_line_is_valid_and_a_bad_one_is_named_on_first_use(tmp_path):
+    """Cron lines are checked on the schedule's first use (checking imports Huey, which the
+    CLI's start-up should not pay for), so every plugin's built-in lines are checked here."""
+    from app import create_app
+    from app.jobs.schedule import Schedule
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/s.db", "SECRET_KEY": "x",
+                      "TRADELOOP_PLUGINS": ["tradelog", "riskgraph", "mlloop", "breakers", NOTES]})
+    system = app.extensions["tradeloop"].jobs
+    crons = [e for _, e in system.schedule.entries if e.cron]
+    assert crons  # (the host's purge and mlloop's nightly checks are cron lines)
+    system.schedule.check()
+    assert [d["name"] for d in system.schedule.describe()] == [e.name for _, e in system.schedule.entries]
+    bad = Schedule(system, [("notes", ScheduleEntry("notes.bad", crons[0].kind, cron="61 * * * *"))], {},
+                   catchup_seconds=60)
+    with pytest.raises(ValueError, match="notes.bad"):
+        bad.active()
+
+
 def test_ticks_submit_each_slot_once_and_coalesce_missed_slots(app_factory, new_client):
     app = app_factory([NOTES], JOBS_SCHEDULE="notes.count_all=every 60; host.purge_jobs=off",
                       JOBS_SCHEDULE_CATCHUP_SECONDS=3600)

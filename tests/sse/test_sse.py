@@ -98,6 +98,46 @@ def test_unauthenticated_and_bad_positions_are_refused(sse_stack, server):
     assert c.status == 400
 
 
+def test_every_stream_is_in_the_openapi_document_and_answers_as_documented(sse_stack, server):
+    """Issue 12 item 4: /openapi.json is the whole API, streams included. Each enabled
+    stream (and no other path) is a GET under /sse/ answering text/event-stream, resuming by
+    ``last_seq`` or ``Last-Event-ID``; the served answers (200 stream, 400 naming the field,
+    401) have the documented content types and error shape."""
+    import http.client
+    import json
+    conn = http.client.HTTPConnection(server, timeout=10)
+    conn.request("GET", "/openapi.json")
+    doc = json.loads(conn.getresponse().read())
+    conn.close()
+    streams = {s.path for _, s in sse_stack.app.extensions["tradeloop"].sse_streams}
+    assert {"/sse/notes", "/sse/jobs"} <= streams
+    assert {p for p in doc["paths"] if p.startswith("/sse/")} == streams
+    for path in streams:
+        op = doc["paths"][path]["get"]
+        assert set(doc["paths"][path]) == {"get"}
+        assert set(op["responses"]["200"]["content"]) == {"text/event-stream"}
+        params = {(p["in"], p["name"]): p for p in op["parameters"]}
+        assert params[("query", "last_seq")]["schema"]["type"] == "integer"
+        assert ("header", "Last-Event-ID") in params
+        assert "400" in op["responses"] and "429" in op["responses"]
+    op = doc["paths"]["/sse/notes"]["get"]
+    error = doc["components"]["schemas"]["Error"]
+
+    _, token = sse_stack.user()
+    c = SSEClient(server, "/sse/notes", token)
+    assert c.status == 200
+    assert c.headers["content-type"].split(";")[0] in op["responses"]["200"]["content"]
+    assert c.headers["cache-control"] in op["responses"]["200"]["headers"]["Cache-Control"]["schema"]["enum"]
+    c.close()
+    for bad in ({"path": "/sse/notes?last_seq=-1"}, {"path": "/sse/notes", "last_event_id": "x"}):
+        c = SSEClient(server, token=token, **bad)
+        assert c.status == 400
+        body = json.loads(c.body)
+        assert set(error["required"]) <= set(body)
+        assert "last_seq" in body["errors"]["query"]
+    assert SSEClient(server, "/sse/notes").status == 401
+
+
 @pytest.mark.parametrize("sse_stack", ["production"], indirect=True)  # wake-ups cross processes via Redis
 def test_live_events_fan_out_across_server_processes(sse_stack):
     """Two servers on one database: an event written through server 1 reaches a stream held
