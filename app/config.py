@@ -34,6 +34,9 @@ DEFAULTS = {
     "CONSUMER_MAX_ATTEMPTS": 5,
     "CONSUMER_BACKOFF_SECONDS": 0.2,
     "PAGE_SIZE_MAX": 500,
+    # No request body is read past this many bytes (413): a 20 MB import plus its multipart
+    # envelope is the largest legitimate one.
+    "MAX_CONTENT_LENGTH": 24 * 1024 * 1024,
     # -- security (docs/security.md) --
     "SESSION_IDLE_TIMEOUT_SECONDS": 1800,
     "SESSION_ABSOLUTE_TIMEOUT_SECONDS": 12 * 3600,
