@@ -195,14 +195,18 @@ class Tradeloop:
         return [t.name for _, t in self.topics]
 
     # -- the request transaction --------------------------------------------------------
-    def request_conn(self):
+    def request_conn(self, *, claim: bool = True):
+        """The request's connection, its transaction begun on first use; the request's
+        Idempotency-Key record is claimed as its first statement (``claim=False``: the caller
+        makes the claim itself)."""
         c = g.get("_tl_conn")
         if c is None:
             c = self.db.engine.connect()
             c.info["after_commit"] = []
             c.begin()
             g._tl_conn = c
-            idempotency.claim_if_pending(self, c)
+            if claim:
+                idempotency.claim_if_pending(self, c)
         return c
 
     def end_request(self, commit: bool) -> bool:
@@ -422,9 +426,11 @@ def _install_request_hooks(app: Flask, ext_: Tradeloop) -> None:
     def _finish(response):
         ok = response.status_code < 400
         try:
-            if ok and g.get("_tl_conn") is not None:
+            if ok:  # (also when the view never opened the transaction: the record is durable)
                 idempotency.complete(ext_, response)
             committed = ext_.end_request(commit=ok)
+        except idempotency.ReplayInstead as replay:  # another request's record has this key
+            return replay.response
         except Exception as exc:
             log.exception("commit failed")
             ext_.end_request(commit=False)

@@ -56,13 +56,16 @@ def user_by_token(conn, token: str) -> User | None:
     return found[0] if found else None
 
 
+# Every authenticated request runs this: built once, executed with a bound hash.
+_TOKEN_USER = (
+    sa.select(users.c.id, users.c.name, users.c.is_admin, api_tokens.c.id.label("token_id"))
+    .join(api_tokens, api_tokens.c.user_id == users.c.id)
+    .where(api_tokens.c.token_hash == sa.bindparam("token_hash"), api_tokens.c.revoked_at.is_(None)))
+
+
 def token_user(conn, token: str) -> tuple[User, int] | None:
     """(the user, the token's id) for a live token, else None."""
-    row = conn.execute(
-        sa.select(users.c.id, users.c.name, users.c.is_admin, api_tokens.c.id.label("token_id"))
-        .join(api_tokens, api_tokens.c.user_id == users.c.id)
-        .where(api_tokens.c.token_hash == hash_token(token), api_tokens.c.revoked_at.is_(None))
-    ).first()
+    row = conn.execute(_TOKEN_USER, {"token_hash": hash_token(token)}).first()
     return (User(row.id, row.name, bool(row.is_admin)), row.token_id) if row else None
 
 

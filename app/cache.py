@@ -52,6 +52,27 @@ class LocalCache:
         with self._lock:
             self._data.pop(key, None)
 
+    def get_or_lock(self, key: str, lock_key: str, ttl: float) -> tuple[bytes | None, bool]:
+        """``(value, False)`` when ``key`` holds a value; else ``(None, locked)`` where
+        ``locked`` says whether this call set ``lock_key`` (absent before; expires after
+        ``ttl`` seconds). One atomic step: one round trip on Redis."""
+        with self._lock:
+            value = self._live(key)
+            if value is not None:
+                return value, False
+            if self._live(lock_key) is not None:
+                return None, False
+            self._data[lock_key] = (time.monotonic() + ttl, b"1")
+            return None, True
+
+    def set_and_delete(self, key: str | None, value: bytes | None, ttl: float, delete_key: str | None) -> None:
+        """Set ``key`` (when given) and delete ``delete_key`` (when given): one round trip."""
+        with self._lock:
+            if key is not None:
+                self._data[key] = (time.monotonic() + ttl, value)
+            if delete_key is not None:
+                self._data.pop(delete_key, None)
+
     def publish(self, channel: str, message: str) -> None:
         pass  # one process: the outbox's in-process listeners already fire
 
@@ -72,6 +93,7 @@ class RedisCache:
                                            retry_on_timeout=False)
         self.cooldown = cooldown
         self._down_until = 0.0
+        self._get_or_lock = None
 
     def _call(self, fn, *args, **kwargs):
         import redis
@@ -94,6 +116,30 @@ class RedisCache:
 
     def delete(self, key):
         self._call(self.client.delete, key)
+
+    # GET the value, else SET the lock NX: atomic, one round trip (EVALSHA, loaded on first use).
+    _GET_OR_LOCK = """
+local v = redis.call('GET', KEYS[1])
+if v then return {v, 0} end
+if redis.call('SET', KEYS[2], '1', 'PX', ARGV[1], 'NX') then return {false, 1} end
+return {false, 0}
+"""
+
+    def get_or_lock(self, key, lock_key, ttl):
+        if self._get_or_lock is None:
+            self._get_or_lock = self.client.register_script(self._GET_OR_LOCK)
+        value, locked = self._call(self._get_or_lock, keys=[key, lock_key], args=[int(ttl * 1000)])
+        return (value or None), bool(locked)
+
+    def set_and_delete(self, key, value, ttl, delete_key):
+        def go():
+            pipe = self.client.pipeline(transaction=False)
+            if key is not None:
+                pipe.set(key, value, px=int(ttl * 1000))
+            if delete_key is not None:
+                pipe.delete(delete_key)
+            return pipe.execute()
+        self._call(go)
 
     def publish(self, channel, message):
         self._call(self.client.publish, channel, message)

@@ -10,10 +10,15 @@ Stripe's semantics), applied by the host to all plugins' routes.
 
 Durability: the record is inserted as the first statement of the request's own transaction
 and completed with the response before that transaction commits, so state and record commit
-together — a crash between commit and cache can't duplicate. A concurrent duplicate blocks
-on the record's primary key and, once the first commits, finds the record and replays it.
-The cache (Redis) holds completed responses and the in-flight lock; if it is down, the
-database record alone keeps every outcome the same (only slower).
+together — a crash between commit and cache can't duplicate. A view that never opens the
+transaction still gets its record: the completed record is inserted when the response is
+ready. A concurrent duplicate blocks on the record's primary key and, once the first commits,
+finds the record and replays it. The cache (Redis) holds completed responses and the in-flight
+lock; if it is down, the database record alone keeps every outcome the same (only slower).
+
+Cost per keyed write: one cache round trip to check (``get_or_lock``), one to complete
+(``set_and_delete``); in the database one insert-if-absent (no savepoint) and one update, both
+statements built once per dialect.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ import json
 import time
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql  # noqa: F401  (insert-if-absent)
+import sqlalchemy.dialects.sqlite  # noqa: F401
 from flask import Response, current_app, g, request
 
 from app import errors
@@ -91,10 +98,9 @@ def before_request(ext) -> Response | None:
     deadline = time.monotonic() + float(cfg["IDEMPOTENCY_WAIT_SECONDS"])
     while True:
         try:
-            cached = ext.cache.get(ck)
+            cached, locked = ext.cache.get_or_lock(ck, ck + ":lock", float(cfg["IDEMPOTENCY_LOCK_SECONDS"]))
             if cached:
                 return _replay(json.loads(cached), fp)
-            locked = ext.cache.add(ck + ":lock", b"1", float(cfg["IDEMPOTENCY_LOCK_SECONDS"]))
         except CacheUnavailable:
             locked = None  # no cache: the record's primary key in the database serialises us
         if locked is not False:
@@ -126,12 +132,11 @@ def claim_if_pending(ext, conn) -> None:
         return
     info["claimed"] = True
     try:
-        _claim(ext, conn, info["user_id"], info["key"], info["fingerprint"])
+        _claim(conn, info["user_id"], info["key"], info["fingerprint"])
     except _AlreadyDone as done:
-        _cache_put(ext, info["cache_key"], done.record)
-        _release(ext)
+        _finish_cache(ext, info, done.record)
         g.idempotency = None
-        raise ReplayInstead(_replay(done.record, info["fingerprint"]))
+        raise ReplayInstead(_replay(done.record, info["fingerprint"])) from None
 
 
 class _AlreadyDone(Exception):
@@ -139,84 +144,141 @@ class _AlreadyDone(Exception):
         self.record = record
 
 
-def _lookup(db, user_id: int, key: str) -> dict | None:
-    with db.read() as conn:
-        row = conn.execute(sa.select(idempotency_keys).where(
-            idempotency_keys.c.user_id == user_id, idempotency_keys.c.idem_key == key,
-            idempotency_keys.c.expires_at > utcnow())).first()
-    return _record_from_row(row)
+class _Statements:
+    """The record's statements for one dialect, built once: the claim (insert if absent, no
+    savepoint), the look-up of a record the claim found, its deletion when expired, and the
+    completion."""
 
+    def __init__(self, dialect: str):
+        t = idempotency_keys
+        values = {c: sa.bindparam(c, type_=t.c[c].type) for c in (
+            "user_id", "idem_key", "fingerprint", "method", "path", "created_at", "expires_at",
+            "status_code", "response_body", "response_headers")}
+        if dialect in ("mysql", "mariadb"):
+            # IGNORE turns only the duplicate key into "0 rows" here: every other column is
+            # bounded before the insert (key <= 255 characters, path cut at 500).
+            self.claim = t.insert().prefix_with("IGNORE").values(values)
+        elif dialect in ("sqlite", "postgresql"):
+            dialect_insert = (sa.dialects.sqlite.insert if dialect == "sqlite" else sa.dialects.postgresql.insert)
+            self.claim = dialect_insert(t).values(values).on_conflict_do_nothing(
+                index_elements=[t.c.user_id, t.c.idem_key])
+        else:  # pragma: no cover - another backend: a plain insert in a savepoint
+            self.claim = None
+            self.plain_insert = t.insert().values(values)
+        key = sa.and_(t.c.user_id == sa.bindparam("user_id"), t.c.idem_key == sa.bindparam("idem_key"))
+        self.select = sa.select(t).where(key)
+        self.delete = t.delete().where(key)
+        self.complete = t.update().where(sa.and_(
+            t.c.user_id == sa.bindparam("b_user_id"), t.c.idem_key == sa.bindparam("b_idem_key"))).values(
+            status_code=sa.bindparam("status_code"), response_body=sa.bindparam("response_body"),
+            response_headers=sa.bindparam("response_headers"))
 
-def _claim(ext, conn, user_id: int, key: str, fp: str) -> None:
-    """Insert the pending record as the first write of the request transaction. A committed
-    record with the same key makes the insert fail (after waiting on its row lock if that
-    request is still running): then it is replayed, or forgotten if it has expired."""
-    now = utcnow()
-    ttl = dt.timedelta(seconds=int(current_app.config["IDEMPOTENCY_TTL_SECONDS"]))
-    row = dict(user_id=user_id, idem_key=key, fingerprint=fp, method=request.method,
-               path=request.path[:500], created_at=now, expires_at=now + ttl)
-    for _attempt in range(2):
-        try:
+    def insert_if_absent(self, conn, params: dict) -> bool:
+        """Whether the row was inserted (False: a committed record has the key; a running
+        request's record is waited for on its row lock first)."""
+        if self.claim is not None:
+            return conn.execute(self.claim, params).rowcount == 1
+        try:  # pragma: no cover
             with conn.begin_nested():
-                conn.execute(idempotency_keys.insert().values(**row))
-            return
-        except sa.exc.IntegrityError as exc:
+                conn.execute(self.plain_insert, params)
+            return True
+        except sa.exc.IntegrityError as exc:  # pragma: no cover
             if not is_duplicate_key(exc):
                 raise
-            existing = conn.execute(sa.select(idempotency_keys).where(
-                idempotency_keys.c.user_id == user_id, idempotency_keys.c.idem_key == key)).first()
-            if existing is not None and existing.expires_at <= now:
-                # An expired record is forgotten, as if it had never been.
-                conn.execute(idempotency_keys.delete().where(
-                    idempotency_keys.c.user_id == user_id, idempotency_keys.c.idem_key == key))
-                continue
-            record = _record_from_row(existing)
-            if record is None:
-                raise errors.IdempotencyInFlight(
-                    "a request with this Idempotency-Key is still in progress; retry shortly") from exc
-            raise _AlreadyDone(record) from exc
+            return False
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(dialect: str) -> _Statements:
+    found = _STATEMENTS.get(dialect)
+    if found is None:
+        found = _STATEMENTS[dialect] = _Statements(dialect)
+    return found
+
+
+def _claim(conn, user_id: int, key: str, fp: str, response: dict | None = None) -> None:
+    """Insert the record as the first write of the request transaction (pending, or already
+    completed with ``response`` when the view never opened the transaction). A committed
+    record with the same key means the insert inserts nothing (after waiting on its row lock
+    if that request is still running): then it is replayed, or forgotten if it has expired."""
+    now = utcnow()
+    ttl = dt.timedelta(seconds=int(current_app.config["IDEMPOTENCY_TTL_SECONDS"]))
+    params = dict(user_id=user_id, idem_key=key, fingerprint=fp, method=request.method,
+                  path=request.path[:500], created_at=now, expires_at=now + ttl,
+                  status_code=None, response_body=None, response_headers=None)
+    if response is not None:
+        params.update(status_code=response["status"], response_body=response["body"],
+                      response_headers=json.dumps(response["headers"]))
+    stmts = _statements(conn.dialect.name)
+    for _attempt in range(2):
+        if stmts.insert_if_absent(conn, params):
+            return
+        existing = conn.execute(stmts.select, {"user_id": user_id, "idem_key": key}).first()
+        if existing is None:
+            continue  # the other request rolled back meanwhile: claim again
+        if existing.expires_at <= now:
+            # An expired record is forgotten, as if it had never been.
+            conn.execute(stmts.delete, {"user_id": user_id, "idem_key": key})
+            continue
+        record = _record_from_row(existing)
+        if record is None:
+            raise errors.IdempotencyInFlight(
+                "a request with this Idempotency-Key is still in progress; retry shortly")
+        raise _AlreadyDone(record)
+    raise errors.IdempotencyInFlight(
+        "a request with this Idempotency-Key is still in progress; retry shortly")
 
 
 def complete(ext, response: Response) -> None:
     """Store the response in the pending record (same transaction as the change). Only
-    successful responses are kept: a failed request changed nothing and may be retried."""
+    successful responses are kept: a failed request changed nothing and may be retried.
+    A view that never opened the transaction gets its record here, inserted completed (one
+    statement); if another request's record is found instead, ``ReplayInstead`` carries its
+    answer."""
     info = getattr(g, "idempotency", None)
     if not info or not (200 <= response.status_code < 300):
         return
     headers = {h: response.headers[h] for h in REPLAYED_HEADERS if h in response.headers}
     body = response.get_data(as_text=True)
-    # A view that never touched the database makes its claim here, then completes it.
-    ext.request_conn().execute(idempotency_keys.update().where(
-        idempotency_keys.c.user_id == g.user.id, idempotency_keys.c.idem_key == info["key"]).values(
-        status_code=response.status_code, response_body=body, response_headers=json.dumps(headers)))
-    info["record"] = {"fingerprint": info["fingerprint"], "status": response.status_code, "body": body,
-                      "headers": headers}
+    record = {"fingerprint": info["fingerprint"], "status": response.status_code, "body": body,
+              "headers": headers}
+    if not info["claimed"]:
+        info["claimed"] = True
+        try:
+            _claim(ext.request_conn(claim=False), info["user_id"], info["key"], info["fingerprint"], record)
+        except _AlreadyDone as done:
+            ext.end_request(commit=False)
+            _finish_cache(ext, info, done.record)
+            g.idempotency = None
+            raise ReplayInstead(_replay(done.record, info["fingerprint"])) from None
+    else:
+        ext.request_conn().execute(_statements(ext.db.dialect).complete, {
+            "b_user_id": info["user_id"], "b_idem_key": info["key"], "status_code": response.status_code,
+            "response_body": body, "response_headers": json.dumps(headers)})
+    info["record"] = record
 
 
 def after_commit(ext, committed: bool) -> None:
     info = getattr(g, "idempotency", None)
     if not info:
         return
-    if committed and info.get("record"):
-        _cache_put(ext, info["cache_key"], info["record"])
-    _release(ext)
+    _finish_cache(ext, info, info.get("record") if committed else None)
 
 
-def _cache_put(ext, ck: str, record: dict) -> None:
+def _finish_cache(ext, info: dict, record: dict | None) -> None:
+    """Cache ``record`` (when given) and release our in-flight lock: one round trip."""
+    lock = info["cache_key"] + ":lock" if info.get("locked") else None
+    info["locked"] = False
+    if record is None and lock is None:
+        return
     try:
-        ext.cache.set(ck, json.dumps(record).encode(), float(current_app.config["IDEMPOTENCY_TTL_SECONDS"]))
+        ext.cache.set_and_delete(info["cache_key"] if record is not None else None,
+                                 json.dumps(record).encode() if record is not None else None,
+                                 float(current_app.config["IDEMPOTENCY_TTL_SECONDS"]), lock)
     except CacheUnavailable:
         pass
-
-
-def _release(ext) -> None:
-    info = getattr(g, "idempotency", None)
-    if info and info.get("locked"):
-        try:
-            ext.cache.delete(info["cache_key"] + ":lock")
-        except CacheUnavailable:
-            pass
-        info["locked"] = False
 
 
 def purge_expired(db) -> int:

@@ -68,8 +68,11 @@ class Server:
 
     def start(self) -> "Server":
         self.cli("db", "upgrade")
+        # The server's log (an access-log line per request) goes to a file: a pipe nobody reads
+        # fills up and then blocks the server on its next log line.
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([TRADELOOP, "serve", "--port", str(self.port), "--no-migrate"],
-                                     env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -77,7 +80,8 @@ class Server:
                 return self
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError("server did not start: " + self.proc.stderr.read().decode()[-2000:])
+        self.log.seek(0)
+        raise RuntimeError("server did not start: " + self.log.read().decode()[-2000:])
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

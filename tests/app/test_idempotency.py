@@ -186,3 +186,25 @@ def test_expired_record_is_forgotten(app_factory, new_client):
     app.extensions["tradeloop"].cache.delete(_cache_key(app.extensions["tradeloop"], c.user.id, "ttl"))
     again = c.post("/api/notes", json={"title": "b"}, idem="ttl")
     assert again.status_code == 201 and again.json["title"] == "b"
+
+
+def test_a_view_that_never_opens_the_database_still_leaves_a_durable_record(app_factory, new_client):
+    """The echo view touches no table, so the request never opens a transaction of its own.
+    Its answer must still be recorded in the database, not only in the cache: with the cache
+    entry gone the same key replays it, and the key with another body is 422."""
+    from app.idempotency import _cache_key
+    from app.tables import idempotency_keys
+    app = app_factory([NOTES])
+    ext = app.extensions["tradeloop"]
+    c = new_client(app)
+    first = c.post("/api/notes/echo", json={"title": "a"}, idem="no-db")
+    assert first.status_code == 200 and first.json == {"ok": True}
+    with ext.db.read() as conn:
+        row = conn.execute(sa.select(idempotency_keys).where(
+            idempotency_keys.c.user_id == c.user.id, idempotency_keys.c.idem_key == "no-db")).first()
+    assert row is not None and row.status_code == 200
+    assert json.loads(row.response_body) == first.json
+    ext.cache.delete(_cache_key(ext, c.user.id, "no-db"))
+    again = c.post("/api/notes/echo", json={"title": "a"}, idem="no-db")
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert c.post("/api/notes/echo", json={"title": "b"}, idem="no-db").status_code == 422
