@@ -141,3 +141,23 @@ def test_admin_role(app, new_client):
             auth.require_admin()
         g.user = admin.user
         assert auth.require_admin() == admin.user
+
+
+def test_bodies_python_cannot_represent_are_client_errors_not_500(app, new_client):
+    """Three bodies that once answered 500 (found by poking a running server):
+
+    * an array nested 100,000 deep: ``json.loads`` raises RecursionError -> 400 malformed_json;
+    * an integer of 5,001 digits anywhere in the body: CPython refuses int() of more than
+      4,300 digits with ValueError -> 400 malformed_json;
+    * a Money string ``"1e999999999"``: a valid Decimal whose ``abs()`` overflows the decimal
+      context (Emax 999999) -> 422 "Too large." naming the field, like ``"1e20"``."""
+    c = new_client(app)
+    json_headers = {"Content-Type": "application/json"}
+    deep = c.post("/api/notes", data="[" * 100_000 + "]" * 100_000, headers=json_headers)
+    assert deep.status_code == 400 and deep.json["code"] == "malformed_json", deep.json
+    huge_int = c.post("/api/notes", data='{"title": "x", "junk": 1' + "0" * 5000 + "}", headers=json_headers)
+    assert huge_int.status_code == 400 and huge_int.json["code"] == "malformed_json", huge_int.json
+    for amount in ("1e999999999", "-1e999999999", "1e20"):
+        r = c.post("/api/notes", json={"title": "x", "amount": amount})
+        assert r.status_code == 422, (amount, r.json)
+        assert r.json["errors"]["json"]["amount"] == ["Too large."]
