@@ -60,6 +60,9 @@ DEFAULTS = {
     "RELAY_LEASE_SECONDS": 10.0,
     # One JSON access-log line per request on stderr (app/observability.py); false to silence.
     "ACCESS_LOG": True,
+    # A scrape-only bearer credential for GET /metrics (besides an admin's token or session);
+    # unset: only admins may read the metrics.
+    "METRICS_TOKEN": None,
     # Background jobs (app/jobs, docs/jobs.md). The queue is Redis when REDIS_URL is set, else
     # a SQLite file (JOBS_SQLITE_PATH, default: beside the SQLite database).
     "JOBS_SQLITE_PATH": None,
