@@ -44,6 +44,9 @@ DEFAULTS = {
     "CONSUMER_MAX_ATTEMPTS": 5,
     "CONSUMER_BACKOFF_SECONDS": 0.2,
     "PAGE_SIZE_MAX": 500,
+    # No request body is read past this many bytes (413): a 20 MB import plus its multipart
+    # envelope is the largest legitimate one.
+    "MAX_CONTENT_LENGTH": 24 * 1024 * 1024,
     # -- security (docs/security.md) --
     "SESSION_IDLE_TIMEOUT_SECONDS": 1800,
     "SESSION_ABSOLUTE_TIMEOUT_SECONDS": 12 * 3600,
@@ -67,6 +70,9 @@ DEFAULTS = {
     "RELAY_LEASE_SECONDS": 10.0,
     # One JSON access-log line per request on stderr (app/observability.py); false to silence.
     "ACCESS_LOG": True,
+    # A scrape-only bearer credential for GET /metrics (besides an admin's token or session);
+    # unset: only admins may read the metrics.
+    "METRICS_TOKEN": None,
     # Background jobs (app/jobs, docs/jobs.md). The queue is Redis when REDIS_URL is set, else
     # a SQLite file (JOBS_SQLITE_PATH, default: beside the SQLite database).
     "JOBS_SQLITE_PATH": None,

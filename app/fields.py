@@ -47,8 +47,10 @@ class Money(fields.Decimal):
             raise ValidationError("Not a valid number.")
         try:  # a huge number is too large, not "not a number" (quantizing it would overflow)
             number = decimal.Decimal(str(value))
-            big = number.is_finite() and abs(number) >= decimal.Decimal("1e13")
-        except (decimal.InvalidOperation, ValueError, TypeError):
+            # adjusted() (the exponent of the leading digit) needs no arithmetic: abs() of
+            # "1e999999999" would itself overflow the decimal context (Emax 999999)
+            big = number.is_finite() and not number.is_zero() and number.adjusted() >= 13
+        except (decimal.DecimalException, ValueError, TypeError):
             big = False
         if big:
             raise ValidationError("Too large.")

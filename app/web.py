@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import flask_smorest
 from flask import Response, current_app, g
 from flask_smorest.utils import unpack_tuple_response
+from webargs.flaskparser import FlaskParser
 
 from app import concurrency, errors
 
@@ -89,6 +91,21 @@ def _add_header(result, name: str, value: str):
     return body, status, headers
 
 
+class JsonBodyParser(FlaskParser):
+    """webargs' Flask parser, plus: a body that is JSON but that Python cannot hold — nested
+    deeper than the interpreter's recursion limit (RecursionError), or an integer of more than
+    4,300 digits (CPython's int-from-string limit, ValueError) — is malformed JSON (400
+    ``malformed_json``), like any other unparseable body, instead of a 500."""
+
+    def _raw_load_json(self, req):
+        try:
+            return super()._raw_load_json(req)
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError) as exc:
+            raise json.JSONDecodeError(f"cannot be decoded: {type(exc).__name__}", doc="<body>", pos=0) from exc
+
+
 class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint plus the host's two conventions:
 
@@ -97,6 +114,8 @@ class Blueprint(flask_smorest.Blueprint):
       400 when not a version) and the view receives ``expected=<int>``.
     * ``paginated``: a list endpoint's one shape (see docs/plugins.md, "Lists").
     """
+
+    ARGUMENTS_PARSER = JsonBodyParser()
 
     #: The pagination defaults of every list endpoint (``?page=1&page_size=50``, at most 500).
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 50, "max_page_size": 500}

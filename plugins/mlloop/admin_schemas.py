@@ -246,6 +246,10 @@ class CheckList(Schema):
     checked = fields.List(fields.Nested(CheckResult), required=True)
 
 
+class NoQuery(Schema):
+    """An endpoint that takes no query parameters: any is 422, naming it."""
+
+
 class EvalQuery(Schema):
     """Evaluation filters (unknown query parameters are 422, as unknown body fields are)."""
     since = tf.UtcDateTime(metadata={"description": "start of the window (inclusive)"})

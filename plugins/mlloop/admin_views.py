@@ -18,7 +18,7 @@ from app.web import Blueprint, conn, user
 from plugins.mlloop import service
 from plugins.mlloop.admin_schemas import (
     AuditSchema, CheckList, Checklist, ConcludeIn, DriftIn, DriftQuery,
-    DriftReportSchema, EvalQuery, ExperimentIn, ExperimentQuery,
+    DriftReportSchema, EvalQuery, ExperimentIn, ExperimentQuery, NoQuery,
     ExperimentSchema, Live, MlVsRules, MlVsRulesQuery, ModelDetail, ModelQuery,
     ModelSchema, ReasonIn, RegimeBreakdown, ReplaySchema, RollbackIn, ScoreOutcomes,
     ScoreOutcomesQuery, SettingsSchema, TierProbabilities, TierProbabilitiesIn, TrainIn,
@@ -275,8 +275,9 @@ class TierProbabilitiesView(MethodView):
 
 @blp.route("/evaluation/go-live-checklist")
 class ChecklistView(MethodView):
+    @blp.arguments(NoQuery, location="query", unknown=RAISE)
     @blp.response(200, Checklist)
-    def get(self):
+    def get(self, _args):
         """The mid-week plan's six success criteria, computed from the data."""
         _admin()
         return service.evaluation.go_live_checklist(conn())

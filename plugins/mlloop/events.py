@@ -8,7 +8,10 @@ from bus.topic import Topic
 
 # -- event payloads (topics) -------------------------------------------------------------------
 class DecisionRecorded(Schema):
-    """An immutable scoring decision: scores, versions, model, arm, features and the idea."""
+    """An immutable scoring decision: scores, versions, model, arm and the idea. Its features
+    travel once, by reference: ``feature_snapshot_id`` names the ``FeatureSnapshotTaken`` on
+    ``mlloop.features`` (schema_version 2; version 1 also embedded them as ``features`` and
+    ``extra_features``, which readers ignore)."""
     decision_id = fields.String()
     decision_key = fields.String()
     idea_id = fields.String()
@@ -16,7 +19,7 @@ class DecisionRecorded(Schema):
     context_id = fields.String()
     decision_time = tf.UtcDateTime()
     selector_params_version = fields.Integer()
-    feature_snapshot_id = fields.String()
+    feature_snapshot_id = fields.String(metadata={"description": "the FeatureSnapshotTaken carrying the features"})
     original_score = tf.Money(places=2)
     rule_source = fields.String(metadata={"description": "selector | user"})
     ml_score = tf.Money(places=2, allow_none=True)
@@ -33,8 +36,9 @@ class DecisionRecorded(Schema):
     experiment_arm = fields.String(allow_none=True)
     exploration = fields.Boolean()
     idea = fields.Dict()
-    features = fields.Dict()
-    extra_features = fields.Dict(allow_none=True)
+    rank = fields.Integer(metadata={"description": "0 here; the 1-based rank is the response's"})
+    features = fields.Dict(metadata={"description": "schema_version 1 only (now by feature_snapshot_id)"})
+    extra_features = fields.Dict(allow_none=True, metadata={"description": "schema_version 1 only"})
 
 
 class FeatureSnapshotTaken(Schema):

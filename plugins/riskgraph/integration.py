@@ -25,10 +25,13 @@ class TradelogUnavailable(errors.DomainError):
 
 
 class TradelogClient:
-    def __init__(self, base_url: str, authorization: str | None, *, session=None, timeout: float = 10.0):
+    def __init__(self, base_url: str, authorization: str | None, *, session=None, timeout: float = 10.0,
+                 headers: dict | None = None):
+        """``authorization``: the caller's Authorization header; ``headers``: other credentials
+        to send instead (a browser session's cookie when there is no Authorization)."""
         import requests  # (here, not at import: the CLI's start-up does not need it)
         self.base_url = base_url.rstrip("/")
-        self.headers = {"Authorization": authorization} if authorization else {}
+        self.headers = {"Authorization": authorization} if authorization else dict(headers or {})
         self.session = session or requests.Session()
         self.timeout = timeout
 

@@ -242,12 +242,37 @@ def _json(body: bytes) -> Response:
     return Response(body, status=200, mimetype="application/json")
 
 
+def _own_url() -> str:
+    """This server's own address: the socket its WSGI server listens on (``SERVER_NAME`` and
+    ``SERVER_PORT`` as gevent/gunicorn set them, before a proxy fix rewrote them), never the
+    request's ``Host`` header — the caller chooses that one, and following it would send the
+    caller's Authorization header to any host they name (SSRF)."""
+    env = request.environ
+    orig = env.get("werkzeug.proxy_fix.orig") or {}
+    scheme = orig.get("wsgi.url_scheme") or env.get("wsgi.url_scheme", "http")
+    name = orig.get("SERVER_NAME") or env.get("SERVER_NAME") or "127.0.0.1"
+    port = orig.get("SERVER_PORT") or env.get("SERVER_PORT")
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"   # an IPv6 address
+    return f"{scheme}://{name}:{port}/" if port else f"{scheme}://{name}/"
+
+
 def _tradelog_client() -> integration.TradelogClient:
     cfg = current_app.config
-    base = cfg.get("RISKGRAPH_TRADELOG_URL") or os.environ.get("RISKGRAPH_TRADELOG_URL") or request.host_url
+    base = cfg.get("RISKGRAPH_TRADELOG_URL") or os.environ.get("RISKGRAPH_TRADELOG_URL") or _own_url()
     return integration.TradelogClient(base, request.headers.get("Authorization"),
                                       session=current_app.extensions.get("riskgraph.http_session"),
-                                      timeout=float(cfg.get("RISKGRAPH_HTTP_TIMEOUT", 10.0)))
+                                      timeout=float(cfg.get("RISKGRAPH_HTTP_TIMEOUT", 10.0)),
+                                      headers=_session_headers())
+
+
+def _session_headers() -> dict:
+    """A browser session's credentials for the trade log: its cookie, and — this server
+    calling itself — ``Sec-Fetch-Site: same-origin`` for the host's CSRF guard on the link POST.
+    Sent only where a bearer caller's Authorization header would go."""
+    from app.sessions import COOKIE
+    cookie = request.cookies.get(COOKIE)
+    return {"Cookie": f"{COOKIE}={cookie}", "Sec-Fetch-Site": "same-origin"} if cookie else {}
 
 
 def _after_response(fn) -> None:

@@ -141,3 +141,48 @@ def test_admin_role(app, new_client):
             auth.require_admin()
         g.user = admin.user
         assert auth.require_admin() == admin.user
+
+
+def test_bodies_python_cannot_represent_are_client_errors_not_500(app, new_client):
+    """Three bodies that once answered 500 (found by poking a running server):
+
+    * an array nested 100,000 deep: ``json.loads`` raises RecursionError -> 400 malformed_json;
+    * an integer of 5,001 digits anywhere in the body: CPython refuses int() of more than
+      4,300 digits with ValueError -> 400 malformed_json;
+    * a Money string ``"1e999999999"``: a valid Decimal whose ``abs()`` overflows the decimal
+      context (Emax 999999) -> 422 "Too large." naming the field, like ``"1e20"``."""
+    c = new_client(app)
+    json_headers = {"Content-Type": "application/json"}
+    deep = c.post("/api/notes", data="[" * 100_000 + "]" * 100_000, headers=json_headers)
+    assert deep.status_code == 400 and deep.json["code"] == "malformed_json", deep.json
+    huge_int = c.post("/api/notes", data='{"title": "x", "junk": 1' + "0" * 5000 + "}", headers=json_headers)
+    assert huge_int.status_code == 400 and huge_int.json["code"] == "malformed_json", huge_int.json
+    for amount in ("1e999999999", "-1e999999999", "1e20"):
+        r = c.post("/api/notes", json={"title": "x", "amount": amount})
+        assert r.status_code == 422, (amount, r.json)
+        assert r.json["errors"]["json"]["amount"] == ["Too large."]
+
+
+def test_a_body_over_max_content_length_is_413_before_it_is_read(app_factory, new_client):
+    """No request body is read past MAX_CONTENT_LENGTH (default 24 MiB: the largest legitimate
+    body is a 20 MB import plus its multipart envelope). Before, any signed-in user could send a
+    body of any size and the server read all of it into memory (webargs' JSON parse, the
+    Idempotency-Key body hash) — a 30 MB JSON body came back as a 422 on a field. Here with
+    MAX_CONTENT_LENGTH=1000: 1,001 bytes is 413 in the one error shape, 1,000 bytes is parsed."""
+    app = app_factory([NOTES], MAX_CONTENT_LENGTH=1000)
+    c = new_client(app)
+    too_big = '{"title": "x", "pad": "' + "a" * (1001 - 25) + '"}'
+    assert len(too_big) == 1001
+    r = c.post("/api/notes", data=too_big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.json
+    assert r.json["status"] == 413 and r.json["code"] == "request_entity_too_large"
+    fits = '{"title": "x", "pad": "' + "a" * (1000 - 25) + '"}'
+    r = c.post("/api/notes", data=fits, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "pad" in r.json["errors"]["json"], r.json   # read and validated
+
+
+def test_max_content_length_default_fits_an_import():
+    """The default leaves room for a 20 MB import file and its multipart envelope."""
+    from app import config
+    from plugins.tradelog.imports import MAX_BYTES
+    assert config.load()["MAX_CONTENT_LENGTH"] >= MAX_BYTES + 64 * 1024

@@ -169,6 +169,8 @@ def test_train_promote_score_experiment_replay_evaluate(app, new_client, run_con
         "sufficient_data", "positive_correlation", "calibration", "top_k_value",
         "no_regime_blindness", "experiment_ready"]
     assert admin.get("/api/admin/ml/evaluation/score-outcomes?score=nope").status_code == 422
+    bogus = admin.get("/api/admin/ml/evaluation/go-live-checklist?model_id=1")  # takes no filters
+    assert bogus.status_code == 422 and "model_id" in bogus.json["errors"]["query"]
 
     # -- leave the private registry as found: no champion
     admin.put("/api/admin/ml/settings", json={"ml_weight": 0.0})

@@ -102,17 +102,20 @@ def test_simulated_world_through_the_service(app, run_consumers):
 
 
 def test_decisions_over_kafka(app_factory, new_client, kafka_bootstrap, stack):
-    """Score -> outbox -> relay -> Kafka -> consumer -> rows, exactly once, redelivery included."""
-    from bus.relay import Relay
+    """Score -> outbox -> relay -> Kafka -> consumer -> rows, exactly once, redelivery included.
+    The relay starts at the streams' heads (``relay_from_head``): the topics carry this test's
+    40 decisions and 40 feature snapshots, not the session's whole history."""
+    import time
+    from tests.conftest import relay_from_head
     app = app_factory(["mlloop"], KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
                       KAFKA_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:8]}.")
     ext = app.extensions["tradeloop"]
     cl = new_client(app)
     cid = setup_context(cl)
+    relay = relay_from_head(ext, [service.DECISIONS, service.FEATURES, service.PNL])
+    start = relay.positions()
     body = cl.post("/api/ml/score", json={"context_id": cid, "ideas": some_ideas(40)}).json
-    relay = Relay(ext.db, ext.bus, [service.DECISIONS, service.FEATURES, service.PNL])
     runner = Runner(ext.db, ext.bus, Group.from_subscriptions("mlloop", handlers.SUBSCRIPTIONS))
-    import time
     deadline = time.monotonic() + 60
     try:
         # both streams: the decision rows and their feature snapshots (GET /decisions reads both)
@@ -120,15 +123,58 @@ def test_decisions_over_kafka(app_factory, new_client, kafka_bootstrap, stack):
             assert time.monotonic() < deadline, runner.stats
             relay.run_once()
             runner.run_once(timeout=0.5)
-        relay.rewind(0, [service.DECISIONS])              # republish everything: no-ops
-        relay.run_once()
-        end = time.monotonic() + 5
-        while time.monotonic() < end and runner.stats.skipped_duplicates < 40:
+        assert relay.published == 80 and runner.stats.handled == 80
+        relay.rewind(start[service.DECISIONS], [service.DECISIONS])  # republish the decisions: no-ops
+        assert relay.run_once() == 40
+        while runner.stats.skipped_duplicates < 40:
+            assert time.monotonic() < deadline, runner.stats
             runner.run_once(timeout=0.5)
     finally:
         runner.close()
+    assert runner.stats.handled == 80 and runner.stats.skipped_duplicates == 40
     counts = _decision_counts(app, cl.user.id)
     assert len(counts) == 40 and all(n == 1 for _, n in counts)
     assert {i for i, _ in counts} == {i["decision_id"] for i in body["ideas"]}
     d = cl.get(f"/api/ml/decisions/{body['ideas'][0]['decision_id']}").json
     assert d["status"] == "recorded" and d["features"]["feature_set_version"] == "v1.0"
+
+
+def test_decision_events_carry_features_by_reference_and_old_ones_still_decode(app, new_client, run_consumers):
+    """``DecisionRecorded`` v2 names its features by ``feature_snapshot_id`` (the
+    ``FeatureSnapshotTaken`` of the same request carries them once); a v1 event, which also
+    embedded ``features``/``extra_features``, decodes to the same ``ml_decisions`` row, and the
+    consumer writes a v1 event it meets in a stream."""
+    import dataclasses
+
+    from bus import outbox
+    from plugins.mlloop.service.decisions import decision_row, write_decisions
+    cl = new_client(app)
+    cid = setup_context(cl)
+    body = cl.post("/api/ml/score", json={"context_id": cid, "ideas": some_ideas(3)}).json
+    ids = [i["decision_id"] for i in body["ideas"]]
+    db = app.extensions["tradeloop"].db
+    with db.read() as c:
+        decided = outbox.read(c, service.DECISIONS, user_id=cl.user.id, aggregate_ids=ids)
+        snaps = {e.payload["decision_id"]: e for e in outbox.read(c, service.FEATURES, user_id=cl.user.id)}
+    assert sorted(e.aggregate_id for e in decided) == sorted(ids)
+    for ev in decided:
+        assert ev.schema_version == 2 and "features" not in ev.payload and "replayed" not in ev.payload
+        assert ev.payload["feature_snapshot_id"] == snaps[ev.aggregate_id].aggregate_id
+    run_consumers(app)
+    v2 = decided[0]
+    feats = {k: v for k, v in snaps[v2.aggregate_id].payload.items()
+             if k not in ("feature_snapshot_id", "decision_id", "tracked_idea_id", "idea_id", "extra_features")}
+    v1 = dataclasses.replace(v2, schema_version=1, payload={**v2.payload, "features": feats, "extra_features": None})
+    assert decision_row(v1) == decision_row(v2)
+    with db.read() as c:  # what the consumer wrote from v2 is what v1 decodes to
+        stored = dict(c.execute(sa.select(ml_decisions).where(ml_decisions.c.id == v2.aggregate_id)).one()._mapping)
+    assert {k: stored[k] for k in ("original_score", "final_score", "model_id", "feature_snapshot_id", "idea_id")} == \
+        {k: decision_row(v1)[k] for k in ("original_score", "final_score", "model_id", "feature_snapshot_id", "idea_id")}
+    with db.transaction() as c:  # a v1 event of a decision not yet recorded is written like any other
+        fresh = dataclasses.replace(v1, aggregate_id="v1-" + v1.aggregate_id[3:],
+                                    payload={**v1.payload, "decision_id": "v1-" + v1.aggregate_id[3:],
+                                             "decision_key": "v1" + v1.payload["decision_key"][2:]})
+        assert write_decisions(c, [fresh]) == 1
+        got = c.execute(sa.select(ml_decisions.c.idea_id, ml_decisions.c.feature_snapshot_id)
+                        .where(ml_decisions.c.id == fresh.aggregate_id)).one()
+    assert tuple(got) == (v1.payload["idea_id"], v1.payload["feature_snapshot_id"])

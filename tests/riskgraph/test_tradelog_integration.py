@@ -233,3 +233,41 @@ def test_pattern_b_with_the_real_trade_log(app_factory, new_client, run_consumer
     _check_vertical_summary(arts[0]["summary"])
     linked = {x["artifact_id"] for x in a.get(f"/api/positions/{pid}/risk-artifact").json}
     assert arts[0]["id"] in linked
+
+
+def test_pattern_a_never_follows_the_clients_host_header(app_factory, new_client, monkeypatch):
+    """Without RISKGRAPH_TRADELOG_URL the trade log is this server itself, at the address its
+    WSGI server listens on (SERVER_NAME/SERVER_PORT) — never the request's ``Host`` header,
+    which any caller chooses: following it made the server send a GET (with the caller's
+    Authorization header) to any host:port the caller named (SSRF; found by pointing Host at a
+    local listener). Here the listener must see no request at all; the test client's own
+    address (localhost:80) has no trade log, so the answer is 503 naming that URL."""
+    import http.server
+    import threading
+
+    monkeypatch.delenv("RISKGRAPH_TRADELOG_URL", raising=False)
+    seen = []
+
+    class Trap(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    trap = http.server.HTTPServer(("127.0.0.1", 0), Trap)
+    threading.Thread(target=trap.serve_forever, daemon=True).start()
+    try:
+        app = app_factory(["riskgraph"])
+        a = new_client(app)
+        pid = str(uuid.uuid4())
+        r = a.post(f"{API}/positions/{pid}/analyze", json={"spot": 6000, "iv": 0.2},
+                   headers={"Host": f"127.0.0.1:{trap.server_address[1]}"})
+    finally:
+        trap.shutdown()
+        trap.server_close()
+    assert seen == []
+    assert r.status_code == 503 and r.json["code"] == "tradelog_unavailable", r.json
+    assert "http://localhost:80/api/positions/" in r.json["message"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from decimal import Decimal
 
 import pytest
@@ -169,3 +170,32 @@ def test_settlement_roll_and_journal_events_reach_sse(both):
                      "FillRecorded", "FillRecorded", "PositionClosed", "PositionCreated", "FillRecorded",
                      "PositionRolled", "JournalEntryCreated"]
     assert ids == sorted(ids)
+
+
+def test_pattern_a_works_for_a_browser_session(both):
+    """A browser session (the cookie from POST /api/auth/login, no Authorization header) may
+    call every route, this one too: riskgraph forwards the session to the trade log (a
+    same-origin request of this server to itself) instead of nothing, which the trade log
+    answered 401 and the caller saw as 503 tradelog_unavailable. The artifact is linked back
+    under the same session. By hand: one long XYZ 100 call bought @ 2.00 is a net debit of 200."""
+    base, bearer = both
+    p = call(both, "POST", "/api/positions", {"symbol": "XYZ", "legs": [
+        {"instrument_type": "option", "expiry": day(30), "strike": "100", "right": "call", "quantity": 1}]})
+    fill(both, p["id"], p["legs"][0]["id"], "2.00", 1, "2026-01-05T15:00:00Z")
+    browser = requests.Session()
+    login = browser.post(f"{base}/api/auth/login", json={"token": bearer.headers["Authorization"][7:]},
+                         headers={"Origin": base}, timeout=10)
+    assert login.status_code == 200 and browser.cookies.get("tradeloop_session"), login.text
+    r = browser.post(f"{base}/api/risk-graph/positions/{p['id']}/analyze", json={"spot": 100, "iv": 0.3},
+                     headers={"Origin": base}, timeout=30)
+    assert r.status_code == 201, r.text
+    assert r.json()["summary"]["net_debit"] == pytest.approx(200, abs=1e-6)
+    art_id = r.json()["id"]
+    r.close()
+    deadline = time.monotonic() + 10   # the reference is posted after the response
+    while time.monotonic() < deadline:
+        links = call(both, "GET", f"/api/positions/{p['id']}/risk-artifact")
+        if links:
+            break
+        time.sleep(0.1)
+    assert [x["artifact_id"] for x in links] == [art_id]

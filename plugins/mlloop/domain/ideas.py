@@ -10,6 +10,7 @@ Geometry conventions (per share; x100 and x quantity for money):
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -92,11 +93,14 @@ def structure_legs(strategy: str, side: str, direction: str, strike, width) -> l
     return [(k - w, side, s), (k, side, -2 * s), (k + w, side, s)]
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def pnl_range(strategy: str, side: str, direction: str, strike, width, debit, quantity: int = 1
               ) -> tuple[Decimal | None, Decimal | None]:
     """(max profit, max loss) in dollars of the structure entered at ``debit`` per share
     (signed: + paid) x ``MULTIPLIER`` x quantity, as P&L over every expiry price: max loss is
-    the lowest P&L (negative for a loss); None where unbounded. ``optionsmath.payoff_extremes``."""
+    the lowest P&L (negative for a loss); None where unbounded. ``optionsmath.payoff_extremes``.
+    Cached (pure, immutable results): a scoring request bounds-checks each idea and then
+    computes its risk unit from the same range."""
     from optionsmath.payoff import payoff_extremes  # numpy: loaded on first use, not at start-up
     legs = [{"right": right, "strike": k, "quantity": q * quantity, "multiplier": MULTIPLIER}
             for k, right, q in structure_legs(strategy, side, direction, strike, width)]

@@ -41,9 +41,15 @@ from plugins.mlloop.tables import ml_decisions, ml_feature_snapshots, tracked_id
 
 # -- the decision record: one decoder (DecisionRecorded -> ml_decisions row), one store ----------
 
+# DecisionRecorded's payload version: 2 names its features by ``feature_snapshot_id`` (the
+# FeatureSnapshotTaken on mlloop.features) instead of embedding them; version 1 also carried
+# ``features`` / ``extra_features``, which ``decision_row`` never read, so both decode alike.
+DECISION_SCHEMA_VERSION = 2
+
 def decision_row(event, recorded_at=None) -> dict:
-    """The ``ml_decisions`` row a ``DecisionRecorded`` event carries: what the consumer writes,
-    and what a read sees while the decision is still on its way (``pending_decisions``)."""
+    """The ``ml_decisions`` row a ``DecisionRecorded`` event carries (schema_version 1 or 2): what
+    the consumer writes, and what a read sees while the decision is still on its way
+    (``pending_decisions``)."""
     p = event.payload
     return dict(
         id=p["decision_id"], decision_key=p["decision_key"], user_id=event.user_id, idea_id=p["idea_id"],
@@ -159,11 +165,13 @@ def score_ideas(conn, user_id: int, data: dict, *, mode: str = "normal") -> dict
     params = active_params(conn, user_id)
     keys = [decision_key(user_id, i["idea_id"], context_id, params.version) for i in items]
     ids = [decision_id_of(k) for k in keys]
-    known = _known_decisions(conn, user_id, ids)
-    todo = [j for j, d in enumerate(ids) if d not in known]
     every = [idea_input.parse(item, j, as_of=ctx["as_of"], default_time=decision_time, feature_set=fset)
              for j, item in enumerate(items)]
     tracked = _check_tracked(conn, user_id, [e.idea for e in every])  # an idea id names one structure
+    # A decision's transaction also tracks its idea, so an idea not tracked yet has no decision
+    # anywhere (recorded or on its way): only tracked ideas' decisions are looked up.
+    known = _known_decisions(conn, user_id, [d for d, i in zip(ids, items) if i["idea_id"] in tracked])
+    todo = [j for j, d in enumerate(ids) if d not in known]
     results: list[dict] = [known[d] for d in ids if d in known]
     if todo:
         results += _decide(conn, user_id, [every[j] for j in todo], [keys[j] for j in todo],
@@ -235,16 +243,18 @@ def _decide(conn, user_id, batch, keys, ids, tracked, market, context_id, params
                     experiment_arm=a.arm, exploration=bool(a.exploration), ml_weight=weight, replayed=False)
         results.append(item)
         fjson = features_json({k: v for k, v in f.items() if b.extras is None or k not in b.extras})
+        payload = dict(item, decision_key=key, context_id=context_id, selector_params_version=params.version,
+                       feature_snapshot_id=fid, scoring_mode=mode, rank=0, feature_set_version=fset.version,
+                       idea={"strategy": idea.strategy, "side": idea.side, "direction": idea.direction,
+                             "strike": idea.strike, "width": idea.width, "expiration": idea.expiration,
+                             "dte": idea.dte, "debit": idea.debit, "quantity": idea.quantity,
+                             "symbol": idea.symbol})
+        del payload["replayed"]
+        # Features by reference (schema_version 2): FeatureSnapshotTaken carries them once.
         dec_specs.append(dict(
             type="DecisionRecorded", aggregate_type="decision", aggregate_id=did, aggregate_version=1,
-            user_id=user_id, occurred_at=b.decision_time, payload={
-                **item, "decision_key": key, "context_id": context_id,
-                "selector_params_version": params.version, "feature_snapshot_id": fid,
-                "scoring_mode": mode, "rank": 0, "feature_set_version": fset.version,
-                "idea": {"strategy": idea.strategy, "side": idea.side, "direction": idea.direction,
-                         "strike": idea.strike, "width": idea.width, "expiration": idea.expiration.isoformat(),
-                         "dte": idea.dte, "debit": idea.debit, "quantity": idea.quantity, "symbol": idea.symbol},
-                "features": fjson, "extra_features": b.extras}))
+            user_id=user_id, occurred_at=b.decision_time, schema_version=DECISION_SCHEMA_VERSION,
+            payload=payload))
         feat_specs.append(dict(
             type="FeatureSnapshotTaken", aggregate_type="feature_snapshot", aggregate_id=fid, aggregate_version=1,
             user_id=user_id, occurred_at=snap_time, payload={
@@ -259,10 +269,9 @@ def _decide(conn, user_id, batch, keys, ids, tracked, market, context_id, params
                 risk_unit=_risk_unit(idea), entry_spot=to_decimal(market["spot_price"]),
                 rule_score=original, selector_params_version=params.version, regime=regime, version=1,
                 created_at=now, updated_at=now))  # the path columns start at their defaults
-    try:
+    try:  # no savepoint: a failed insert is undone with the caller's transaction (409 rolls back)
         for part in chunks(idea_rows, 5000):
-            with conn.begin_nested():
-                conn.execute(tracked_ideas.insert(), part)
+            conn.execute(tracked_ideas.insert(), part)
     except sa.exc.IntegrityError as exc:
         if is_duplicate_key(exc):
             raise errors.Conflict("some of these ideas were scored concurrently by another request; retry",
