@@ -223,7 +223,9 @@ class Tradeloop:
             return False
         try:
             if commit:
-                outbox.flush(c)  # the counter bump and the outbox insert: the last statements
+                # The counter bump and the outbox insert are the last statements; on MySQL/MariaDB
+                # they go in one round trip with COMMIT (the commit below then sends nothing).
+                outbox.flush_and_commit(c)
                 c.commit()
                 run_after_commit(c)
                 return True
