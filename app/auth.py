@@ -218,6 +218,12 @@ class UserSchema(Schema):
     is_admin = fields.Boolean(required=True)
 
 
+class AuthStatusSchema(Schema):
+    authenticated = fields.Boolean(required=True)
+    user = fields.Nested(UserSchema, required=True, allow_none=True,
+                         metadata={"description": "the signed-in user; null when not signed in"})
+
+
 class TokenIn(Schema):
     label = fields.String(validate=validate.Length(min=1, max=80), allow_none=True,
                           metadata={"description": "what the token is for, e.g. 'desk script'"})
@@ -346,6 +352,20 @@ class Me(MethodView):
     def get(self):
         """The signed-in user."""
         return dataclasses.asdict(current_user())
+
+
+@blp.route("/status")
+class Status(MethodView):
+    @public
+    @blp.doc(security=[])
+    @blp.response(200, AuthStatusSchema)
+    def get(self):
+        """Whether this request carries a valid credential (bearer token or browser session),
+        and whose: 200 either way, so a page can ask without a failed request (``/me``
+        answers 401 when signed out). It tells the caller only about its own credential; an
+        unknown, revoked or expired one is ``{"authenticated": false, "user": null}``."""
+        user = g.get("user")
+        return {"authenticated": user is not None, "user": dataclasses.asdict(user) if user else None}
 
 
 @blp.route("/tokens")

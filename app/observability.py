@@ -15,7 +15,8 @@ line is written when the client leaves). ``X-Request-ID`` from the client (1-128
 of ``A-Za-z0-9._:-``) is kept, otherwise one is made; either way it is echoed on the response
 and is ``g.request_id`` for other logs.
 
-**Metrics** (prometheus_client, Prometheus text format at ``GET /metrics``, no sign-in):
+**Metrics** (prometheus_client, Prometheus text format at ``GET /metrics``, for admins and
+for a scraper holding ``METRICS_TOKEN``, see ``authorize_scrape``):
 
 =========================================  =============================================
 ``tradeloop_http_requests_total``          counter {method, route, status}
@@ -358,17 +359,46 @@ def init_app(app, ext) -> None:
 
     blp = Blueprint("observability", __name__, description="Operating the service.")
 
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
     @blp.route("/metrics")
-    @blp.doc(summary="Prometheus metrics", security=[], responses={200: {
-        "description": "Prometheus text exposition format 0.0.4: request counts and latency by route, "
-                       "SSE connections, outbox backlog per stream, relay lag, consumer lag per group, "
-                       "dead letters.",
-        "content": {"text/plain": {"schema": {"type": "string"}}}}})
+    @blp.doc(summary="Prometheus metrics (admins, or the scrape credential METRICS_TOKEN)",
+             security=[{"bearerAuth": []}, {"cookieAuth": []}], responses={
+                 200: {"description": "Prometheus text exposition format 0.0.4: request counts and latency by "
+                                      "route, SSE connections, outbox backlog per stream, relay lag, consumer "
+                                      "lag per group, dead letters.",
+                       "content": {"text/plain": {"schema": {"type": "string"}}}},
+                 401: {"description": "no credential, or a wrong one", "content": error},
+                 403: {"description": "signed in, but not an admin (`admin_only`)", "content": error}})
     def metrics():
+        authorize_scrape()
         return Response(metrics_text(ext), content_type=CONTENT_TYPE_LATEST)
-    metrics._public = True  # no sign-in (what app.public marks; importing it would be a cycle)
+    # The host's sign-in check is skipped (what app.public marks; importing it would be a cycle)
+    # because METRICS_TOKEN is no API token: authorize_scrape checks both kinds of credential.
+    metrics._public = True
 
     app.extensions["tradeloop_api"].register_blueprint(blp)
+
+
+def authorize_scrape() -> None:
+    """Let a scrape through with ``Authorization: Bearer <METRICS_TOKEN>`` (compared in
+    constant time), or an admin's API token or browser session; else 401 (no or a wrong
+    credential) or 403 ``admin_only`` (a user who is not an admin). The metrics name every
+    route, stream and consumer group and their volumes: not for the public."""
+    import hmac
+
+    from flask import current_app
+
+    from app import errors
+    expected = current_app.config.get("METRICS_TOKEN")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if expected and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), str(expected).encode()):
+        return
+    user = g.get("user")
+    if user is None:
+        raise errors.Unauthorized("/metrics needs the METRICS_TOKEN bearer credential or an admin's sign-in")
+    if not user.is_admin:
+        raise errors.Forbidden("admin only", code="admin_only")
 
 
 def _after(response):

@@ -248,6 +248,25 @@ def new_client():
     return make_user
 
 
+def relay_from_head(ext, streams, **kw):
+    """A ``bus.relay.Relay`` (the deployment's own name: its cursors are what /metrics reads)
+    that publishes only what is written from now on: its topics are created first and its
+    cursors set to the streams' heads.
+
+    Every test of a stack shares one database for the session, so a relay to a fresh topic
+    prefix would otherwise publish every earlier test's events (thousands, more the later the
+    test runs: a fresh topic counts as lost, so the stream is republished from 0), and the
+    test's consumers would have to work through all of them within its deadline."""
+    from bus import outbox
+    from bus.relay import Relay
+    relay = Relay(ext.db, ext.bus, streams, **kw)
+    ext.bus.ensure_topics(relay.streams)  # exist before its first run: not "lost", no republish
+    with ext.db.transaction() as conn:
+        for s in relay.streams:
+            outbox.set_cursor(conn, relay.name, s, outbox.head(conn, s))
+    return relay
+
+
 def drain(app, *, rounds: int = 50) -> int:
     """Run every enabled plugin's consumer group until nothing is left (in-process bus)."""
     from bus.consumer import Group, Runner

@@ -137,7 +137,8 @@ def test_signed_out_page_shows_only_the_sign_in_form(browser, server, shot):
     page = ctx.new_page()
     errors, failed = [], []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 and "/api/auth/me" not in r.url else None)
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     try:
         page.goto(server.url + "/console")
         expect(page.locator("#login")).to_be_visible()

@@ -102,17 +102,20 @@ def test_simulated_world_through_the_service(app, run_consumers):
 
 
 def test_decisions_over_kafka(app_factory, new_client, kafka_bootstrap, stack):
-    """Score -> outbox -> relay -> Kafka -> consumer -> rows, exactly once, redelivery included."""
-    from bus.relay import Relay
+    """Score -> outbox -> relay -> Kafka -> consumer -> rows, exactly once, redelivery included.
+    The relay starts at the streams' heads (``relay_from_head``): the topics carry this test's
+    40 decisions and 40 feature snapshots, not the session's whole history."""
+    import time
+    from tests.conftest import relay_from_head
     app = app_factory(["mlloop"], KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
                       KAFKA_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:8]}.")
     ext = app.extensions["tradeloop"]
     cl = new_client(app)
     cid = setup_context(cl)
+    relay = relay_from_head(ext, [service.DECISIONS, service.FEATURES, service.PNL])
+    start = relay.positions()
     body = cl.post("/api/ml/score", json={"context_id": cid, "ideas": some_ideas(40)}).json
-    relay = Relay(ext.db, ext.bus, [service.DECISIONS, service.FEATURES, service.PNL])
     runner = Runner(ext.db, ext.bus, Group.from_subscriptions("mlloop", handlers.SUBSCRIPTIONS))
-    import time
     deadline = time.monotonic() + 60
     try:
         # both streams: the decision rows and their feature snapshots (GET /decisions reads both)
@@ -120,13 +123,15 @@ def test_decisions_over_kafka(app_factory, new_client, kafka_bootstrap, stack):
             assert time.monotonic() < deadline, runner.stats
             relay.run_once()
             runner.run_once(timeout=0.5)
-        relay.rewind(0, [service.DECISIONS])              # republish everything: no-ops
-        relay.run_once()
-        end = time.monotonic() + 5
-        while time.monotonic() < end and runner.stats.skipped_duplicates < 40:
+        assert relay.published == 80 and runner.stats.handled == 80
+        relay.rewind(start[service.DECISIONS], [service.DECISIONS])  # republish the decisions: no-ops
+        assert relay.run_once() == 40
+        while runner.stats.skipped_duplicates < 40:
+            assert time.monotonic() < deadline, runner.stats
             runner.run_once(timeout=0.5)
     finally:
         runner.close()
+    assert runner.stats.handled == 80 and runner.stats.skipped_duplicates == 40
     counts = _decision_counts(app, cl.user.id)
     assert len(counts) == 40 and all(n == 1 for _, n in counts)
     assert {i for i, _ in counts} == {i["decision_id"] for i in body["ideas"]}

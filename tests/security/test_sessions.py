@@ -60,6 +60,29 @@ def test_cookie_after_logout_is_401_for_reads_and_writes(app, new_client):
     assert other.post("/api/notes", json={"title": "x"}, headers=SAME).status_code == 401
 
 
+def test_auth_status_answers_200_signed_in_or_not_and_tells_only_the_callers_own_state(app, new_client):
+    """What the console asks on load instead of /me (whose 401 is a red error in the browser
+    console): 200 either way; a logged-out, unknown or malformed credential is simply not
+    signed in, and being asked changes nothing (/me still 401s, writes still need sign-in)."""
+    c = new_client(app)
+    anonymous = app.test_client().get("/api/auth/status")
+    assert anonymous.status_code == 200 and anonymous.json == {"authenticated": False, "user": None}
+    bearer = app.test_client().get("/api/auth/status", headers={"Authorization": f"Bearer {c.token}"})
+    assert bearer.json == {"authenticated": True, "user": {"id": c.user.id, "name": c.user.name, "is_admin": False}}
+    for bad in (f"Bearer {c.token}x", "Basic abc", "Bearer "):
+        r = app.test_client().get("/api/auth/status", headers={"Authorization": bad})
+        assert r.status_code == 200 and r.json["authenticated"] is False, bad
+    http = browser(app, c.token)
+    assert http.get("/api/auth/status").json["user"]["id"] == c.user.id
+    stolen = http.get_cookie("tradeloop_session").value
+    assert http.post("/api/auth/logout", headers=SAME).status_code == 204
+    other = app.test_client()
+    other.set_cookie("tradeloop_session", stolen)
+    assert other.get("/api/auth/status").json == {"authenticated": False, "user": None}
+    assert other.get("/api/auth/me").status_code == 401
+    assert other.post("/api/notes", json={"title": "x"}, headers=SAME).status_code == 401
+
+
 def test_a_revoked_tokens_sessions_are_401_and_other_tokens_sessions_live_on(app, new_client):
     c = new_client(app)
     spare = c.post("/api/auth/tokens", json={"label": "spare"}).json

@@ -120,7 +120,9 @@ async function boot() {
   let health;
   try { health = await api.get("/health"); } catch { health = { plugins: [] }; }
   S.plugins = health.plugins || [];
-  try { S.me = await api.get("/api/auth/me"); } catch { S.me = null; }
+  // /api/auth/status answers 200 signed in or not (/me's 401 would be a red error in the
+  // browser's console on every visit to the sign-in page)
+  try { const st = await api.get("/api/auth/status"); S.me = st.authenticated ? st.user : null; } catch { S.me = null; }
   if (!S.me) return showLogin();
   startConsole();
 }
