@@ -161,3 +161,28 @@ def test_bodies_python_cannot_represent_are_client_errors_not_500(app, new_clien
         r = c.post("/api/notes", json={"title": "x", "amount": amount})
         assert r.status_code == 422, (amount, r.json)
         assert r.json["errors"]["json"]["amount"] == ["Too large."]
+
+
+def test_a_body_over_max_content_length_is_413_before_it_is_read(app_factory, new_client):
+    """No request body is read past MAX_CONTENT_LENGTH (default 24 MiB: the largest legitimate
+    body is a 20 MB import plus its multipart envelope). Before, any signed-in user could send a
+    body of any size and the server read all of it into memory (webargs' JSON parse, the
+    Idempotency-Key body hash) — a 30 MB JSON body came back as a 422 on a field. Here with
+    MAX_CONTENT_LENGTH=1000: 1,001 bytes is 413 in the one error shape, 1,000 bytes is parsed."""
+    app = app_factory([NOTES], MAX_CONTENT_LENGTH=1000)
+    c = new_client(app)
+    too_big = '{"title": "x", "pad": "' + "a" * (1001 - 25) + '"}'
+    assert len(too_big) == 1001
+    r = c.post("/api/notes", data=too_big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.json
+    assert r.json["status"] == 413 and r.json["code"] == "request_entity_too_large"
+    fits = '{"title": "x", "pad": "' + "a" * (1000 - 25) + '"}'
+    r = c.post("/api/notes", data=fits, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "pad" in r.json["errors"]["json"], r.json   # read and validated
+
+
+def test_max_content_length_default_fits_an_import():
+    """The default leaves room for a 20 MB import file and its multipart envelope."""
+    from app import config
+    from plugins.tradelog.imports import MAX_BYTES
+    assert config.load()["MAX_CONTENT_LENGTH"] >= MAX_BYTES + 64 * 1024
