@@ -238,3 +238,34 @@ def test_every_path_answers_other_methods_with_405_and_allow(stack, request):
             assert documented <= allow and method not in allow, (method, path, allow)
             checked += 1
     assert checked > 20
+
+
+def test_money_inputs_are_documented_as_the_server_reads_them(stack, request):
+    """Money is read from a decimal string or a JSON number and written as a decimal string.
+    Every request-body property of format ``decimal`` must admit both (else a client sending
+    0.95 is outside the document, and the fuzzer's negative mode fails at random); and the
+    server does accept a number there: a note with ``amount`` 0.95 answers 201 and "0.9500"."""
+    target = _target(stack, request)
+    spec = target.app.test_client().get("/openapi.json").json
+    schemas = spec["components"]["schemas"]
+
+    def resolve(node):
+        return schemas[node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node
+    checked = 0
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if method not in ("post", "put", "patch"):
+                continue
+            body = (op.get("requestBody") or {}).get("content", {}).get("application/json")
+            if not body:
+                continue
+            for name, prop in (resolve(body["schema"]).get("properties") or {}).items():
+                alternatives = prop.get("anyOf", [prop])
+                if any(a.get("format") == "decimal" for a in alternatives):
+                    assert {"type": "number"} in alternatives, (method, path, name, prop)
+                    checked += 1
+    assert checked > 10
+    http = target.app.test_client()
+    r = http.post("/api/notes", json={"title": "n", "amount": 0.95},
+                  headers={"Authorization": f"Bearer {target.token}", "Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code == 201 and r.json["amount"] == "0.9500", r.json
