@@ -41,6 +41,7 @@ class ErrorSchema(Schema):
     leg_id = ma.String(metadata={"description": "409 position_not_flat: the leg that still holds a quantity"})
     settles_at = ma.String(metadata={"description": "409 (not yet settleable): when the contract settles, UTC"})
     blockers = ma.List(ma.Dict(), metadata={"description": "409 (model promotion refused): each blocker {code, message, ...}"})
+    item = ma.Integer(metadata={"description": "422 on a request of several items (fills): the index, from 0, of the item refused"})
 
 
 def _snake(name: str) -> str:
