@@ -22,6 +22,7 @@ from app import errors, idempotency, routing, security
 from app.cache import from_url as cache_from_url
 from app.db import Database
 from app.plugins import PluginError, Plugins
+from bus import outbox
 
 from app.web import conn, ext, public, user  # noqa: F401  (what views use, re-exported)
 
@@ -153,7 +154,10 @@ class Tradeloop:
         self.app = app
         self.config = cfg
         self.db = Database(cfg["DATABASE_URL"], pool_size=int(cfg["DATABASE_POOL_SIZE"]),
-                           max_overflow=int(cfg["DATABASE_MAX_OVERFLOW"]))
+                           max_overflow=int(cfg["DATABASE_MAX_OVERFLOW"]),
+                           pool_timeout=float(cfg["DATABASE_POOL_TIMEOUT"]), tls=cfg["DATABASE_TLS"],
+                           tls_ca=cfg.get("DATABASE_TLS_CA"),
+                           ping_after_idle=float(cfg["DATABASE_PING_AFTER_IDLE_SECONDS"]))
         self.cache = cache_from_url(cfg.get("REDIS_URL"))
         # Cache keys and pub/sub channels are namespaced by deployment (its database).
         self.namespace = cfg.get("CACHE_NAMESPACE") or hashlib.sha256(
@@ -204,6 +208,7 @@ class Tradeloop:
         if c is None:
             c = self.db.engine.connect()
             c.info["after_commit"] = []
+            outbox.defer_positions(c)  # stream positions taken last, just before COMMIT
             c.begin()
             g._tl_conn = c
             if claim:
@@ -219,6 +224,7 @@ class Tradeloop:
             return False
         try:
             if commit:
+                outbox.flush(c)  # the counter bump and the outbox insert: the last statements
                 c.commit()
                 run_after_commit(c)
                 return True
@@ -227,6 +233,7 @@ class Tradeloop:
         finally:
             c.info.pop("after_commit", None)
             c.info.pop("bus_emitted", None)
+            outbox.discard(c)
             c.close()
 
     # -- cross-context hooks ------------------------------------------------------------

@@ -12,9 +12,19 @@ import secrets
 DEFAULTS = {
     "DATABASE_URL": "sqlite:///tradeloop.db",
     "REDIS_URL": None,
-    # Per process (a gevent worker serves many requests at once); mind MySQL's max_connections.
-    "DATABASE_POOL_SIZE": 30,
-    "DATABASE_MAX_OVERFLOW": 20,
+    # Connections kept per process: as many as requests one process runs in a transaction at
+    # once (a gevent worker serves many); more wait for a free one up to DATABASE_POOL_TIMEOUT
+    # seconds. Overflow connections are opened and closed per burst (a full handshake each):
+    # none by default. Mind the server's max_connections (processes x pool size).
+    "DATABASE_POOL_SIZE": 50,
+    "DATABASE_MAX_OVERFLOW": 0,
+    "DATABASE_POOL_TIMEOUT": 30.0,
+    # auto: no TLS to a loopback address or unix socket, TLS to any other host; on; off.
+    # DATABASE_TLS_CA: a CA file to verify the server's certificate and name against.
+    "DATABASE_TLS": "auto",
+    "DATABASE_TLS_CA": None,
+    # A pooled connection idle longer than this is pinged before use (a busy one is not).
+    "DATABASE_PING_AFTER_IDLE_SECONDS": 10.0,
     "KAFKA_BOOTSTRAP_SERVERS": None,
     # None = every installed plugin; else a list of names (or dotted module paths).
     "TRADELOOP_PLUGINS": None,

@@ -2,11 +2,20 @@
 
 ``emit(conn, ...)`` writes an event in the caller's transaction, so an event exists exactly
 when the state change it describes does. Positions come from a per-stream counter row bumped
-inside that same transaction: ``UPDATE bus_streams SET last_seq = last_seq + n``. The row lock
-it takes is held until commit, so a second writer of the stream waits, and positions are
-handed out in commit order with no gaps (a rolled-back writer's bump rolls back with it).
-A reader polling ``seq > last_seen`` therefore never skips an event — unlike an
-auto-increment id, which InnoDB assigns at insert time, before commit order is known.
+inside that same transaction, in one statement (``reserve``). The row lock it takes is held
+until commit, so a second writer of the stream waits, and positions are handed out in commit
+order with no gaps (a rolled-back writer's bump rolls back with it). A reader polling
+``seq > last_seen`` therefore never skips an event — unlike an auto-increment id, which InnoDB
+assigns at insert time, before commit order is known.
+
+The lock is held from the bump to COMMIT, and every writer of the stream queues on it, so the
+bump comes as late as it can: a transaction whose owner will call ``flush(conn)`` right before
+committing marks its connection with ``defer_positions(conn)``; ``emit`` then only collects
+its events, and ``flush`` bumps each stream once (the last statements before COMMIT: the bump
+and the outbox insert). The host's HTTP request transaction does so: a view's work after its
+emit (the response, the Idempotency-Key record) then runs without holding the counter. On any
+other connection, inside a savepoint, or before a read of the outbox in the same transaction,
+positions are taken at once. A deferred event's ``event_seq`` is None until ``flush``.
 """
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ import datetime as dt
 import json
 import threading
 import uuid
+import weakref
 from collections.abc import Iterable, Sequence
 
 import sqlalchemy as sa
@@ -129,31 +139,49 @@ def ensure_streams(conn: Connection, names: Iterable[str]) -> None:
                     raise
 
 
-def reserve(conn: Connection, stream: str, n: int = 1) -> int:
-    """Bump the stream's counter by ``n`` inside this transaction; return the first position.
+class _Bump:
+    """The counter bump for one dialect, built once: one statement that creates the row on a
+    stream's first event (an UPDATE-then-INSERT fallback would let concurrent first writers of
+    a new stream deadlock on MySQL) and returns the new last position without a SELECT
+    (MySQL/MariaDB: ``LAST_INSERT_ID(expr)``, read from the reply; SQLite/PostgreSQL:
+    ``RETURNING``)."""
 
-    One atomic upsert (the counter row is created on a stream's first event) whose row lock
-    orders commits (see the module docstring). An UPDATE-then-INSERT fallback would let
-    concurrent first writers of a new stream deadlock on MySQL."""
+    def __init__(self, dialect: str):
+        self.returning = dialect in ("sqlite", "postgresql")
+        if dialect in ("mysql", "mariadb"):
+            self.stmt = sa.text(
+                "INSERT INTO bus_streams (stream, last_seq) VALUES (:stream, LAST_INSERT_ID(:n)) "
+                "ON DUPLICATE KEY UPDATE last_seq = LAST_INSERT_ID(last_seq + :n)")
+        elif self.returning:
+            self.stmt = sa.text(
+                "INSERT INTO bus_streams (stream, last_seq) VALUES (:stream, :n) ON CONFLICT (stream) "
+                "DO UPDATE SET last_seq = bus_streams.last_seq + excluded.last_seq RETURNING last_seq")
+        else:  # pragma: no cover - other backends
+            self.stmt = None
+
+    def __call__(self, conn: Connection, stream: str, n: int) -> int:
+        params = {"stream": stream, "n": n}
+        if self.stmt is None:  # pragma: no cover - other backends: update, creating the row if missing
+            if not conn.execute(streams.update().where(streams.c.stream == stream)
+                                .values(last_seq=streams.c.last_seq + n)).rowcount:
+                ensure_streams(conn, [stream])
+                return self(conn, stream, n)
+            return conn.execute(sa.select(streams.c.last_seq).where(streams.c.stream == stream)).scalar_one()
+        result = conn.execute(self.stmt, params)
+        return int(result.scalar_one() if self.returning else result.lastrowid)
+
+
+_BUMPS: dict[str, _Bump] = {}
+
+
+def reserve(conn: Connection, stream: str, n: int = 1) -> int:
+    """Bump the stream's counter by ``n`` inside this transaction (one statement); return the
+    first of the ``n`` positions. Its row lock orders commits (see the module docstring)."""
     dialect = conn.dialect.name
-    if dialect in ("mysql", "mariadb"):
-        from sqlalchemy.dialects.mysql import insert
-        stmt = insert(streams).values(stream=stream, last_seq=n)
-        stmt = stmt.on_duplicate_key_update(last_seq=streams.c.last_seq + n)
-    elif dialect in ("sqlite", "postgresql"):
-        insert = (sa.dialects.sqlite.insert if dialect == "sqlite" else sa.dialects.postgresql.insert)
-        stmt = insert(streams).values(stream=stream, last_seq=n).on_conflict_do_update(
-            index_elements=[streams.c.stream], set_={"last_seq": streams.c.last_seq + n})
-    else:  # pragma: no cover - other backends: update, creating the row if missing
-        if not conn.execute(streams.update().where(streams.c.stream == stream)
-                            .values(last_seq=streams.c.last_seq + n)).rowcount:
-            ensure_streams(conn, [stream])
-            return reserve(conn, stream, n)
-        stmt = None
-    if stmt is not None:
-        conn.execute(stmt)
-    last = conn.execute(sa.select(streams.c.last_seq).where(streams.c.stream == stream)).scalar_one()
-    return last - n + 1
+    bump = _BUMPS.get(dialect)
+    if bump is None:
+        bump = _BUMPS[dialect] = _Bump(dialect)
+    return bump(conn, stream, n) - n + 1
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -173,23 +201,77 @@ def emit_many(conn: Connection, stream: str, specs: Sequence[dict]) -> Sequence[
     (one executemany). Returns the events in order, each built on first access with its
     payload as every consumer will see it (parsed from the stored text: Decimals as strings,
     times ISO), so a caller that ignores the result -- a scoring batch of thousands -- never
-    parses back what it just serialised."""
+    parses back what it just serialised. On a connection marked ``defer_positions`` the rows
+    wait for ``flush`` (their positions, and the events' ``event_seq``, are taken there)."""
     if not specs:
         return []
-    first = reserve(conn, stream, len(specs))
     now = utcnow()
     rows = []
-    for i, spec in enumerate(specs):
+    for spec in specs:
         rows.append(dict(
-            stream=stream, seq=first + i, event_id=spec.get("event_id") or str(uuid.uuid4()),
+            stream=stream, seq=None, event_id=spec.get("event_id") or str(uuid.uuid4()),
             type=spec["type"], aggregate_type=spec["aggregate_type"], aggregate_id=str(spec["aggregate_id"]),
             aggregate_version=spec.get("aggregate_version"),
             occurred_at=parse_time(spec.get("occurred_at")) or now,
             recorded_at=now, user_id=spec.get("user_id"), schema_version=spec.get("schema_version") or 1,
             payload=dumps(spec.get("payload") or {})))
-    conn.execute(outbox.insert(), rows)
+    emitted = _Emitted(rows)
+    info = conn.info
+    if info.get("bus_defer") and not conn.in_nested_transaction():
+        info.setdefault("bus_pending", {}).setdefault(stream, []).append(emitted)
+    else:
+        flush(conn)  # earlier deferred events of this transaction keep their place before these
+        emitted.number(reserve(conn, stream, len(rows)))
+        conn.execute(_INSERT, rows)
     _notify(conn, stream)
-    return _Emitted(rows)
+    return emitted
+
+
+_INSERT = outbox.insert()
+
+
+def defer_positions(conn: Connection) -> None:
+    """Take this transaction's positions in ``flush`` instead of at each ``emit`` (see the
+    module docstring). The caller must call ``flush(conn)`` just before committing, and
+    ``discard(conn)`` when it rolls back or gives the connection up. A savepoint flushes
+    first (a rolled-back savepoint must not take earlier events with it), and events emitted
+    inside one take their positions at once."""
+    engine = conn.engine
+    if engine not in _savepoint_hooked:
+        sa.event.listen(engine, "savepoint", _flush_before_savepoint)
+        _savepoint_hooked.add(engine)
+    conn.info["bus_defer"] = True
+
+
+_savepoint_hooked: weakref.WeakSet = weakref.WeakSet()
+
+
+def _flush_before_savepoint(conn: Connection, name) -> None:
+    if conn.info.get("bus_pending"):
+        flush(conn)
+
+
+def flush(conn: Connection) -> None:
+    """Take the positions of the events collected on ``conn`` and insert them: per stream one
+    counter bump (streams in name order, so two transactions never wait on each other's
+    counters in a cycle), then one insert of all the rows. Call it last before COMMIT."""
+    pending = conn.info.pop("bus_pending", None)
+    if not pending:
+        return
+    rows = []
+    for stream in sorted(pending):
+        batches = pending[stream]
+        first = reserve(conn, stream, sum(len(b) for b in batches))
+        for emitted in batches:
+            first = emitted.number(first)
+            rows.extend(emitted._rows)
+    conn.execute(_INSERT, rows)
+
+
+def discard(conn: Connection) -> None:
+    """Forget the deferral and any collected events (the transaction rolled back or ended)."""
+    conn.info.pop("bus_pending", None)
+    conn.info.pop("bus_defer", None)
 
 
 class _Emitted(Sequence):
@@ -211,6 +293,17 @@ class _Emitted(Sequence):
             ev = self._events[i] = _event_of_row(self._rows[i])
         return ev
 
+    def number(self, first: int) -> int:
+        """Give the rows (and any event already handed out) positions ``first, first + 1,
+        ...``; return the next free position. Before this a deferred event's ``event_seq``
+        is None."""
+        for i, row in enumerate(self._rows):
+            row["seq"] = first + i
+            ev = self._events[i]
+            if ev is not None:
+                object.__setattr__(ev, "event_seq", first + i)  # (frozen for everyone else)
+        return first + len(self._rows)
+
     def __eq__(self, other) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
 
@@ -219,7 +312,7 @@ class _Emitted(Sequence):
 
 
 def _event_of_row(m: dict) -> Event:
-    return Event(event_id=m["event_id"], event_seq=int(m["seq"]), stream=m["stream"], type=m["type"],
+    return Event(event_id=m["event_id"], event_seq=None if m["seq"] is None else int(m["seq"]), stream=m["stream"], type=m["type"],
                  aggregate_type=m["aggregate_type"], aggregate_id=m["aggregate_id"],
                  aggregate_version=m["aggregate_version"], occurred_at=m["occurred_at"],
                  recorded_at=m["recorded_at"], user_id=m["user_id"],
@@ -250,6 +343,7 @@ def read(conn: Connection, stream: str, after_seq: int = 0, *, user_id: int | No
          aggregate_ids: Sequence[str] | None = None) -> list[Event]:
     """Events of a stream with ``seq > after_seq`` in order (optionally one user's, one
     aggregate's or several aggregates')."""
+    flush(conn)  # this transaction's own deferred events are part of what it reads
     q = sa.select(outbox).where(outbox.c.stream == stream, outbox.c.seq > after_seq)
     if user_id is not None:
         q = q.where(outbox.c.user_id == user_id)
@@ -265,6 +359,7 @@ def read_many(conn: Connection, positions: dict[str, int], limit: int = 1000) ->
     """Events after each stream's position, several streams in one query."""
     if not positions:
         return []
+    flush(conn)
     cond = sa.or_(*[sa.and_(outbox.c.stream == s, outbox.c.seq > p) for s, p in positions.items()])
     q = sa.select(outbox).where(cond).order_by(outbox.c.stream, outbox.c.seq).limit(limit)
     return [event_of(r) for r in conn.execute(q)]
@@ -272,6 +367,7 @@ def read_many(conn: Connection, positions: dict[str, int], limit: int = 1000) ->
 
 def head(conn: Connection, stream: str) -> int:
     """The last committed position of a stream (0 when empty)."""
+    flush(conn)
     v = conn.execute(sa.select(streams.c.last_seq).where(streams.c.stream == stream)).scalar()
     return int(v or 0)
 

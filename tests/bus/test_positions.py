@@ -175,3 +175,77 @@ def test_many_concurrent_writers_produce_gapless_positions_and_a_live_poller_mis
     assert not failures, f"a writer failed: {failures[0]!r}"
     assert not any(t.is_alive() for t in ts), "a writer did not finish"
     assert polled == list(range(1, writers * per_writer + 1))
+
+
+def _deferred(db):
+    """A transaction whose positions are taken at flush, as the host's request transaction's."""
+    c = db.engine.connect()
+    outbox.defer_positions(c)
+    c.begin()
+    return c
+
+
+def _flush_and_commit(c):
+    outbox.flush(c)
+    c.commit()
+    outbox.discard(c)
+    c.close()
+
+
+def test_a_deferred_writer_takes_its_position_at_commit_and_a_poller_misses_nothing(app_factory):
+    """A emits first but defers its position: it holds no counter lock yet. On MariaDB, B
+    emits and commits meanwhile without waiting and gets 1; A's flush, the last statements
+    before its COMMIT, takes 2. A poller that saw B's event then sees A's: nothing skipped.
+    (On SQLite A holds the write lock from BEGIN IMMEDIATE, so B follows A: 1 then 2.)"""
+    app = app_factory(["tests.plugins.notes.plugin"])
+    stream = f"pos{uuid.uuid4().hex[:8]}.events"
+    a, b, reader = _engines(app)
+    seen, last = [], 0
+    try:
+        ca = _deferred(a)
+        ev_a = _emit(ca, stream, "A")
+        assert ev_a.event_seq is None  # not taken yet
+        if a.dialect != "sqlite":
+            done = {}
+
+            def writer_b():
+                with b.transaction() as cb:
+                    done["ev"] = _emit(cb, stream, "B")
+            t = threading.Thread(target=writer_b)
+            t.start()
+            t.join(10)
+            assert "ev" in done, "B waited on the counter although A had not taken a position"
+            assert done["ev"].event_seq == 1
+            got = _poll(reader, stream, last)
+            assert got == [(1, "B")]
+            seen, last = got, 1
+        _flush_and_commit(ca)
+        if a.dialect == "sqlite":
+            with b.transaction() as cb:
+                _emit(cb, stream, "B")
+        seen += _poll(reader, stream, last)
+    finally:
+        a.dispose(); b.dispose(); reader.dispose()
+    assert ev_a.event_seq == (1 if a.dialect == "sqlite" else 2)
+    assert [s for s, _ in seen] == [1, 2] and sorted(w for _, w in seen) == ["A", "B"]
+
+
+def test_a_savepoint_keeps_earlier_deferred_events_and_its_rollback_drops_only_its_own(app_factory):
+    """x is deferred; a savepoint starts (x takes position 1 first, so rolling the savepoint
+    back cannot take x with it); "inside" is emitted in the savepoint (position 2) and rolled
+    back with it; z, deferred after it, takes 2 at commit. Gapless: 1 x, 2 z."""
+    app = app_factory(["tests.plugins.notes.plugin"])
+    db = app.extensions["tradeloop"].db
+    stream = f"pos{uuid.uuid4().hex[:8]}.events"
+    c = _deferred(db)
+    x = _emit(c, stream, "x")
+    sp = c.begin_nested()
+    assert x.event_seq == 1
+    assert _emit(c, stream, "inside").event_seq == 2
+    sp.rollback()
+    z = _emit(c, stream, "z")
+    _flush_and_commit(c)
+    assert z.event_seq == 2
+    with db.read() as r:
+        assert [(e.event_seq, e.payload["writer"]) for e in outbox.read(r, stream, 0)] == [(1, "x"), (2, "z")]
+        assert outbox.head(r, stream) == 2
