@@ -104,6 +104,14 @@ class Target:
             self.operations[f"{op.method.upper()} {op.path}"] = op
         self.ids = self._real_ids(client)
 
+    def close(self) -> None:
+        """Stop what the fuzz started in the background (the SSE hub's threads, which would
+        otherwise poll a dropped database for the rest of the session) and the pool."""
+        ext = self.app.extensions["tradeloop"]
+        if ext._hub is not None:
+            ext._hub.close()
+        ext.db.dispose()
+
     def _real_ids(self, client) -> dict[str, list]:
         """Values of id-like fields in every parameterless GET response of the fuzzing user:
         ``{"position_id": [...], "id@/api/positions": [...]}``."""
@@ -163,7 +171,7 @@ def fuzz_mariadb(mariadb_url):
     yield f"{base}/{name}"
     target = _targets.pop("production", None)
     if target is not None:
-        target.app.extensions["tradeloop"].db.dispose()
+        target.close()
     with eng.begin() as c:
         c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
     eng.dispose()
@@ -199,6 +207,13 @@ def _labels() -> list[str]:
 # (computation_timeout, documented) is what the off-loop drills assert, not a defect.
 UNFUZZED = {"POST /api/notes/burn"}
 LABELS = [label for label in _labels() if label not in UNFUZZED]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_targets():
+    yield
+    for stack in list(_targets):
+        _targets.pop(stack).close()
 
 
 @pytest.mark.parametrize("label", LABELS)
