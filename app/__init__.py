@@ -323,6 +323,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     security.init_app(app, ext_)  # sessions' cookie upkeep, CSRF, rate limits, proxy headers
     from app import observability
     observability.init_app(app, ext_)  # access log, X-Request-ID, /metrics
+    from app import web
+    web.install_query_check(app)  # unknown query parameters: 422 (after the hooks above)
     _install_notifier(ext_)
     for _plugin, _ in ext_.plugins.call("app_ready", app=app):
         pass

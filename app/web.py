@@ -18,6 +18,7 @@ see the object the view returns, before it is serialised.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import json
@@ -25,11 +26,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import flask_smorest
-from flask import Response, current_app, g
+from flask import Response, current_app, g, request
 from flask_smorest.utils import unpack_tuple_response
 from webargs.flaskparser import FlaskParser
 
 from app import concurrency, errors
+
+QUERY_TABLE = "tl_query_parameters"
 
 IF_MATCH_PARAM = {
     "in": "header", "name": "If-Match", "required": True,
@@ -117,6 +120,19 @@ class Blueprint(flask_smorest.Blueprint):
 
     ARGUMENTS_PARSER = JsonBodyParser()
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._prepare_tl_parameters_doc)
+
+    @staticmethod
+    def _prepare_tl_parameters_doc(doc, doc_info, **_kwargs):
+        """Add the host's header parameters (``If-Match``) beside those of the view's
+        arguments (a query schema's fields stay documented)."""
+        extra = doc_info.get("tl_parameters")
+        if extra:
+            doc.setdefault("parameters", []).extend(dict(p) for p in extra)
+        return doc
+
     #: The pagination defaults of every list endpoint (``?page=1&page_size=50``, at most 500).
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 50, "max_page_size": 500}
 
@@ -134,8 +150,9 @@ class Blueprint(flask_smorest.Blueprint):
                 return _add_header(result, "ETag", tag) if tag else result
             wrapper._tl_versioned = True
             wrapper._tl_if_match = if_match
-            if if_match:
-                wrapper = self.doc(parameters=[dict(IF_MATCH_PARAM)])(wrapper)
+            if if_match:  # (not ``doc(parameters=...)``: manual parameters replace the query schema's)
+                wrapper._apidoc = copy.deepcopy(getattr(wrapper, "_apidoc", {}))
+                wrapper._apidoc.setdefault("tl_parameters", []).append(dict(IF_MATCH_PARAM))
             return wrapper
         return decorator(fn) if fn is not None else decorator
 
@@ -166,3 +183,62 @@ class Blueprint(flask_smorest.Blueprint):
                 return body, status, headers
             return self.paginate(page_size=page_size, max_page_size=max_page_size)(wrapper)
         return decorator(fn) if fn is not None else decorator
+
+
+# -- query parameters: what the document names, nothing else ---------------------------
+def install_query_check(app) -> None:
+    """Every documented operation answers 422 ``validation_error`` for a query parameter its
+    OpenAPI operation does not name (``errors: {"query": {"<name>": ["Unknown field."]}}``,
+    the shape webargs gives an unknown body field), instead of ignoring it: a typo such as
+    ``?model=`` for ``?model_id=`` must not silently widen a query.
+
+    One check for the whole host, registered after the other ``before_request`` hooks, so a
+    route that does not exist is still 404/405 and a missing sign-in still 401. What counts
+    as named is read from the OpenAPI document itself (operation and path parameters with
+    ``in: query``: a schema's fields, ``page``/``page_size`` of a paginated list, ``last_seq``
+    of an SSE stream), so what is accepted is exactly what is documented. Routes outside the
+    document (``/docs``, ``/openapi.json``, static files, the console) are not checked. The
+    views' query schemas keep webargs' default (``EXCLUDE``), so a paginated list's two
+    schemas do not reject each other's parameters."""
+    api = app.extensions["tradeloop_api"]
+    api.on_spec_built(lambda spec: app.extensions.pop(QUERY_TABLE, None))  # rebuilt on next use
+    app.before_request(_reject_unknown_query)
+
+
+def _query_table(app) -> dict[tuple[str, str], frozenset[str]]:
+    """(flask rule, METHOD) -> the query parameter names its operation documents."""
+    spec = app.extensions["tradeloop_api"].spec  # (documents pending blueprints, if any)
+    table = app.extensions.get(QUERY_TABLE)
+    if table is not None:
+        return table
+    from flask_smorest.spec.plugins import FlaskPlugin
+    paths = spec._paths  # apispec keeps operations here until to_dict()
+    table = {}
+    for rule in app.url_map.iter_rules():
+        ops = paths.get(FlaskPlugin.flaskpath2openapi(rule.rule))
+        if not ops:
+            continue
+        shared = [p for p in ops.get("parameters") or () if isinstance(p, dict)]
+        for method, op in ops.items():
+            if method == "parameters" or not isinstance(op, dict):
+                continue
+            params = shared + [p for p in op.get("parameters") or () if isinstance(p, dict)]
+            table[(rule.rule, method.upper())] = frozenset(p["name"] for p in params if p.get("in") == "query")
+    app.extensions[QUERY_TABLE] = table
+    return table
+
+
+def _reject_unknown_query():
+    if not request.args or request.url_rule is None or request.method == "OPTIONS":
+        return None
+    method = "GET" if request.method == "HEAD" else request.method
+    named = _query_table(current_app._get_current_object()).get((request.url_rule.rule, method))
+    if named is None:
+        return None  # not an operation of the document
+    unknown = sorted(set(request.args) - named)
+    if unknown:
+        raise errors.Unprocessable(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}"
+            + (f" (this operation takes {', '.join(sorted(named))})" if named else " (this operation takes none)"),
+            errors={"query": {name: ["Unknown field."] for name in unknown}})
+    return None

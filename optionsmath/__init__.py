@@ -76,6 +76,8 @@ Market time [markettime] — exchange calendars (exchange-calendars), UTC dateti
   years_to_settlement(valuation_time, underlying, expiry, *, style=None) -> float.
   is_monthly_expiry(expiry, underlying=None) -> bool (third Friday, or the session before a
       holiday third Friday); underlying_root("I:SPX") -> "SPX"; get_calendar(name).
+  default_underlying(symbol) -> the underlying when none is given: "SPX"/"SPXW" -> "I:SPX",
+      "NDXP" -> "I:NDX" (INDEX_OF_OPTION_ROOT), "AAPL" -> "AAPL".
 Decimals [decimals]
   ZERO, CENT; to_decimal(x) (floats through their shortest repr; NaN/inf -> ValueError);
   to_decimal_or_none(x) (None/NaN -> None); quantize(x, places=2, rounding=ROUND_HALF_EVEN);
@@ -109,6 +111,7 @@ _WHERE = {
     "next_trading_day": "markettime", "year_fraction": "markettime",
     "years_to_settlement": "markettime", "is_monthly_expiry": "markettime",
     "underlying_root": "markettime", "get_calendar": "markettime",
+    "default_underlying": "markettime", "INDEX_OF_OPTION_ROOT": "markettime",
     # decimals
     "ZERO": "decimals", "CENT": "decimals", "to_decimal": "decimals",
     "to_decimal_or_none": "decimals", "quantize": "decimals", "cents": "decimals",

@@ -46,6 +46,26 @@ STYLES = ("AM", "PM")
 _lock = threading.Lock()
 
 
+# Index option roots -> the index they are written on (weeklies, PM-settled and mini variants
+# included). Their underlying is that index, written ``I:<index>`` as market-data vendors do.
+INDEX_OF_OPTION_ROOT = {
+    "SPX": "SPX", "SPXW": "SPX", "SPXPM": "SPX", "XSP": "XSP", "NDX": "NDX", "NDXP": "NDX", "XND": "XND",
+    "RUT": "RUT", "RUTW": "RUT", "MRUT": "MRUT", "DJX": "DJX", "OEX": "OEX", "XEO": "OEX",
+    "VIX": "VIX", "VIXW": "VIX"}
+
+
+def default_underlying(symbol: str | None) -> str:
+    """The underlying a position, order or strategy on ``symbol`` gets when none is given, the
+    same in every plugin: an index option root's index as ``I:<index>`` (``"SPX"``, ``"SPXW"``
+    -> ``"I:SPX"``; ``"NDXP"`` -> ``"I:NDX"``), a symbol already written ``I:...`` as it is,
+    anything else (equities, ETFs, futures roots) the symbol itself (``"AAPL"`` -> ``"AAPL"``)."""
+    text = (symbol or "").strip()
+    if text.upper().startswith("I:"):
+        return "I:" + text[2:].upper()
+    index = INDEX_OF_OPTION_ROOT.get(text.upper())
+    return f"I:{index}" if index else text
+
+
 def underlying_root(underlying: str | None) -> str:
     """``"I:SPX"``, ``"$SPX"``, ``"^spx"``, ``".SPX"`` -> ``"SPX"`` (upper case, prefixes off)."""
     text = (underlying or "").strip().upper()

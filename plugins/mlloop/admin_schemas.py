@@ -246,12 +246,8 @@ class CheckList(Schema):
     checked = fields.List(fields.Nested(CheckResult), required=True)
 
 
-class NoQuery(Schema):
-    """An endpoint that takes no query parameters: any is 422, naming it."""
-
-
 class EvalQuery(Schema):
-    """Evaluation filters (unknown query parameters are 422, as unknown body fields are)."""
+    """Evaluation filters (an unknown query parameter is 422 naming it: app.web.install_query_check)."""
     since = tf.UtcDateTime(metadata={"description": "start of the window (inclusive)"})
     until = tf.UtcDateTime(metadata={"description": "end of the window (exclusive); must be after `since` (422)"})
     user_id = fields.Integer(validate=validate.Range(1, 2**31 - 1),

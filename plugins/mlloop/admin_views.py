@@ -9,7 +9,6 @@ service call, response out. Schemas are in ``admin_schemas.py``.
 from __future__ import annotations
 
 from flask.views import MethodView
-from marshmallow import RAISE
 
 from app import jobs
 from app.auth import admin_only, require_admin
@@ -18,7 +17,7 @@ from app.web import Blueprint, conn, user
 from plugins.mlloop import service
 from plugins.mlloop.admin_schemas import (
     AuditSchema, CheckList, Checklist, ConcludeIn, DriftIn, DriftQuery,
-    DriftReportSchema, EvalQuery, ExperimentIn, ExperimentQuery, NoQuery,
+    DriftReportSchema, EvalQuery, ExperimentIn, ExperimentQuery,
     ExperimentSchema, Live, MlVsRules, MlVsRulesQuery, ModelDetail, ModelQuery,
     ModelSchema, ReasonIn, RegimeBreakdown, ReplaySchema, RollbackIn, ScoreOutcomes,
     ScoreOutcomesQuery, SettingsSchema, TierProbabilities, TierProbabilitiesIn, TrainIn,
@@ -219,7 +218,7 @@ class Abort(MethodView):
 # -- evaluation (mid-week plan) -------------------------------------------------------------
 @blp.route("/evaluation/score-outcomes")
 class ScoreOutcomesView(MethodView):
-    @blp.arguments(ScoreOutcomesQuery, location="query", unknown=RAISE)
+    @blp.arguments(ScoreOutcomesQuery, location="query")
     @blp.response(200, ScoreOutcomes)
     def get(self, args):
         """Settled decisions by score bucket (0-20 ... 80-100): count, average P&L, win
@@ -230,7 +229,7 @@ class ScoreOutcomesView(MethodView):
 
 @blp.route("/evaluation/ml-vs-rules")
 class MlVsRulesView(MethodView):
-    @blp.arguments(MlVsRulesQuery, location="query", unknown=RAISE)
+    @blp.arguments(MlVsRulesQuery, location="query")
     @blp.response(200, MlVsRules)
     def get(self, args):
         """Where ML agreed with the rules and where it diverged by more than `threshold`
@@ -241,7 +240,7 @@ class MlVsRulesView(MethodView):
 
 @blp.route("/evaluation/regime-breakdown")
 class RegimeBreakdownView(MethodView):
-    @blp.arguments(EvalQuery, location="query", unknown=RAISE)
+    @blp.arguments(EvalQuery, location="query")
     @blp.response(200, RegimeBreakdown)
     def get(self, args):
         """Per VIX regime: outcomes and how well the ML and rule scores rank them."""
@@ -251,7 +250,7 @@ class RegimeBreakdownView(MethodView):
 
 @blp.route("/evaluation/live")
 class LiveView(MethodView):
-    @blp.arguments(EvalQuery, location="query", unknown=RAISE)
+    @blp.arguments(EvalQuery, location="query")
     @blp.response(200, Live)
     def get(self, args):
         """Live performance of the logged decisions (scope: `user_id`, `model_id`, time): pooled
@@ -275,9 +274,8 @@ class TierProbabilitiesView(MethodView):
 
 @blp.route("/evaluation/go-live-checklist")
 class ChecklistView(MethodView):
-    @blp.arguments(NoQuery, location="query", unknown=RAISE)
     @blp.response(200, Checklist)
-    def get(self, _args):
+    def get(self):
         """The mid-week plan's six success criteria, computed from the data."""
         _admin()
         return service.evaluation.go_live_checklist(conn())

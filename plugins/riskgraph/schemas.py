@@ -56,7 +56,8 @@ class StrategyIn(_Geometry):
     """A strategy to add. ``expiration`` defaults to today + ``dte`` (UTC)."""
     symbol = fields.String(load_default="SPX", validate=_symbol)
     underlying = fields.String(load_default=None, validate=_symbol,
-                               metadata={"description": "default: I:<symbol>"})
+                               metadata={"description": "default: an index option root's index as I:<index> "
+                                                        "(SPX, SPXW -> I:SPX), else the symbol"})
     strategy = fields.String(required=True, validate=validate.OneOf(STRATEGY_KINDS))
     side = fields.String(required=True, validate=validate.OneOf(SIDES))
     strike = tf.Money(places=2, required=True, validate=_positive)
@@ -105,7 +106,8 @@ class Strategy(Schema):
     underlying = fields.String(required=True)
     strategy = fields.String(required=True, validate=validate.OneOf(STRATEGY_KINDS))
     side = fields.String(required=True, validate=validate.OneOf(SIDES))
-    strike = tf.Money(places=2, required=True)
+    strike = tf.Money(required=True, metadata={"description": "4 decimals like every strike and amount "
+                                                              "(\"6100.0000\"); kept to cents"})
     width = fields.Integer(allow_none=True)
     dte = fields.Integer(required=True)
     expiration = fields.Date(required=True)

@@ -11,6 +11,7 @@ import secrets
 
 import sqlalchemy as sa
 
+import optionsmath
 from app import errors
 from app.concurrency import versioned_update
 from app.db import is_duplicate_key, new_id, utcnow
@@ -89,7 +90,7 @@ def create_strategy(c, user_id: int, data: dict, *, strategy_id: str | None = No
     expiration = data.get("expiration") or (now.date() + dt.timedelta(days=data["dte"]))
     s = dict(
         id=strategy_id or new_id(), user_id=user_id, symbol=symbol,
-        underlying=data.get("underlying") or f"I:{symbol}", strategy=data["strategy"], side=data["side"],
+        underlying=data.get("underlying") or optionsmath.default_underlying(symbol), strategy=data["strategy"], side=data["side"],
         strike=data["strike"], width=data.get("width"), dte=data["dte"], expiration=expiration,
         debit=data.get("debit"), visible=data.get("visible", True), sort_order=data.get("sort_order") or 0,
         color=data.get("color"), label=data.get("label"), added_at=data.get("added_at") or _ms(now),

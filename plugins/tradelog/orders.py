@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+import optionsmath
 from app import errors
 from app.concurrency import versioned_update
 from app.db import new_id, utcnow
@@ -89,7 +90,8 @@ def create_order(conn, user_id: int, data: dict, check_order_allowed=None) -> di
     kill switch is engaged)."""
     now, oid = utcnow(), new_id()
     tpl = dict(data["position_template"])
-    tpl["underlying"] = tpl.get("underlying") or tpl["symbol"]
+    tpl["underlying"] = tpl.get("underlying") or optionsmath.default_underlying(tpl["symbol"])
+    tpl["tags"] = list(tpl.get("tags") or [])
     tpl["legs"] = [dict(leg, multiplier=leg.get("multiplier") or derived.DEFAULT_MULTIPLIER[leg["instrument_type"]])
                    for leg in tpl["legs"]]
     target, reduces = data.get("position_id"), False

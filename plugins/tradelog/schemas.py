@@ -121,7 +121,8 @@ class LegIn(Schema):
 class PositionIn(Schema):
     symbol = fields.String(required=True, validate=validate.Length(min=1, max=20))
     underlying = fields.String(validate=validate.Length(min=1, max=20),
-                               metadata={"description": "defaults to symbol"})
+                               metadata={"description": "default: an index option root's index as I:<index> "
+                                                        "(SPX, SPXW -> I:SPX), else the symbol"})
     tags = Tags()
     campaign_id = Id(allow_none=True)
     legs = fields.List(fields.Nested(LegIn), load_default=list, validate=validate.Length(max=MAX_LEGS))
@@ -346,7 +347,7 @@ class Position(Schema):
     version = fields.Integer(required=True)
     opened_at = tf.UtcDateTime(allow_none=True)
     closed_at = tf.UtcDateTime(allow_none=True)
-    tags = fields.List(fields.String(), allow_none=True)
+    tags = fields.List(fields.String(), required=True, metadata={"description": "[] when none (never null)"})
     campaign_id = fields.String(allow_none=True)
     legs = fields.List(fields.Nested(Leg), required=True)
     realized_pnl = MoneyOut(allow_none=True, metadata={"description": "realized so far (FIFO lots), net of fees, "

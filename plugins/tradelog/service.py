@@ -22,6 +22,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
+import optionsmath
 from app import errors
 from app.concurrency import versioned_update
 from app.db import new_id, to_ms, utcnow
@@ -59,7 +60,7 @@ def position_out(r, legs_: list[dict]) -> dict:
     m = r._mapping
     return {"id": m["id"], "user_id": m["user_id"], "status": m["status"], "symbol": m["symbol"],
             "underlying": m["underlying"], "version": m["version"], "opened_at": m["opened_at"],
-            "closed_at": m["closed_at"], "tags": m["tags"], "campaign_id": m["campaign_id"],
+            "closed_at": m["closed_at"], "tags": list(m["tags"] or []), "campaign_id": m["campaign_id"],
             "legs": legs_, "realized_pnl": m["realized_pnl"], "fees": m["fees"],
             "source_order_id": m["source_order_id"], "rolled_from": m["rolled_from"],
             "chain_id": m["chain_id"] or m["id"], "created_at": m["created_at"], "updated_at": m["updated_at"]}
@@ -74,6 +75,7 @@ def rehydrate(rep: dict) -> dict:
         rep[k] = Decimal(rep[k]) if rep.get(k) is not None else None
     rep.setdefault("rolled_from", None)
     rep.setdefault("chain_id", rep["id"])
+    rep["tags"] = list(rep.get("tags") or [])  # versions stored before tags were never null
     rep["legs"] = [{"open_quantity": 0, "settlement_time": None, "settlement_type": None, "source_leg_id": None,
                     **leg, "expiry": dt.date.fromisoformat(leg["expiry"]) if leg.get("expiry") else None,
                     "strike": Decimal(leg["strike"]) if leg.get("strike") is not None else None}
@@ -352,17 +354,19 @@ def create_position(conn, user_id: int, data: dict, *, order_id: str | None = No
     option leg expires on a day the exchange does not trade."""
     check_leg_specs(data["symbol"], data.get("legs") or [])
     now, pid = utcnow(), position_id or new_id()
+    underlying = data.get("underlying") or optionsmath.default_underlying(data["symbol"])
+    tags = list(data.get("tags") or [])  # never null: no tags is []
     conn.execute(positions.insert().values(
         id=pid, user_id=user_id, status="planned", symbol=data["symbol"],
-        underlying=data.get("underlying") or data["symbol"], version=1, tags=data.get("tags"),
+        underlying=underlying, version=1, tags=tags,
         campaign_id=data.get("campaign_id"), source_order_id=order_id, rolled_from=rolled_from,
         chain_id=chain_id or pid, created_at=now, updated_at=now))
     rows = _leg_rows(pid, 1, data.get("legs") or [], now)
     if rows:
         conn.execute(legs.insert(), rows)
     rep = {"id": pid, "user_id": user_id, "status": "planned", "symbol": data["symbol"],
-           "underlying": data.get("underlying") or data["symbol"], "version": 1, "opened_at": None,
-           "closed_at": None, "tags": data.get("tags"), "campaign_id": data.get("campaign_id"),
+           "underlying": underlying, "version": 1, "opened_at": None,
+           "closed_at": None, "tags": tags, "campaign_id": data.get("campaign_id"),
            "legs": [leg_out(dict(r, strike=_money(r["strike"]))) for r in rows], "realized_pnl": None,
            "fees": None, "source_order_id": order_id, "rolled_from": rolled_from, "chain_id": chain_id or pid,
            "created_at": now, "updated_at": now}
@@ -385,6 +389,8 @@ def update_position(conn, user_id: int, position_id: str, data: dict, expected: 
     _refuse_closed(r, "it can't be changed")
     now = utcnow()
     values = {k: data[k] for k in ("symbol", "underlying", "tags", "campaign_id") if k in data}
+    if "tags" in values:
+        values["tags"] = list(values["tags"] or [])  # null clears them: []
     if data.get("status") == "open" and r.status == "planned":
         values.update(status="open", opened_at=now)
     current_legs = {leg["id"]: leg for leg in _legs(conn, [position_id])[position_id]}

@@ -25,7 +25,7 @@ def test_crud_versions_and_every_change_type(app_factory, new_client):
     app = app_factory(["riskgraph"])
     a = new_client(app)
     s = add(a, label="first")
-    assert s["version"] == 1 and s["is_active"] and s["strike"] == "6000.00" and s["debit"] == "3.5000"
+    assert s["version"] == 1 and s["is_active"] and s["strike"] == "6000.0000" and s["debit"] == "3.5000"
     assert s["underlying"] == "I:SPX" and isinstance(s["added_at"], int)
     sid = s["id"]
     assert a.get(f"{API}/strategies/{sid}").headers["ETag"] == '"1"'

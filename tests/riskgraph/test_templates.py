@@ -25,13 +25,13 @@ def test_use_rounds_to_the_strike_increment_and_counts(app_factory, new_client):
     r = a.post(f"{API}/templates/{t['id']}/use", json={"spot": "6003", "date": "2031-01-03"})
     assert r.status_code == 201, r.json
     s = r.json
-    assert s["strike"] == "5995.00" and s["strategy"] == "butterfly" and s["width"] == 20 and s["side"] == "call"
+    assert s["strike"] == "5995.0000" and s["strategy"] == "butterfly" and s["width"] == 20 and s["side"] == "call"
     assert s["expiration"] == "2031-01-10" and s["dte"] == 7 and s["debit"] == "2.4000" and s["label"] == "7d call fly"
     # halves round up: 6002.5 / 5 = 1200.5 -> 1201
     s = a.post(f"{API}/templates/{t['id']}/use", json={"spot": 6002.5, "date": "2031-01-03", "debit": "3"}).json
-    assert s["strike"] == "5995.00" and s["debit"] == "3.0000"
+    assert s["strike"] == "5995.0000" and s["debit"] == "3.0000"
     # 6002.49 -> 1200.498 -> 1200 x 5 = 6000 - 10
-    assert a.post(f"{API}/templates/{t['id']}/use", json={"spot": "6002.49"}).json["strike"] == "5990.00"
+    assert a.post(f"{API}/templates/{t['id']}/use", json={"spot": "6002.49"}).json["strike"] == "5990.0000"
     assert [x["use_count"] for x in a.get(f"{API}/templates").json] == [3]
     assert len(a.get(f"{API}/strategies").json) == 3
     v = a.get(f"{API}/strategies/{s['id']}/versions").json
@@ -45,11 +45,11 @@ def test_use_other_symbols_weekends_and_expiration_override(app_factory, new_cli
     spy = make(a, symbol="SPY", strategy="single", width=None, strike_offset=2, dte_target=1)
     # SPY: increment 1. 601.49 -> 601 + 2. Friday + 1 day = Saturday -> Monday
     s = a.post(f"{API}/templates/{spy['id']}/use", json={"spot": "601.49", "date": "2031-01-10"}).json
-    assert s["strike"] == "603.00" and s["expiration"] == "2031-01-13" and s["dte"] == 3 and s["symbol"] == "SPY"
+    assert s["strike"] == "603.0000" and s["expiration"] == "2031-01-13" and s["dte"] == 3 and s["symbol"] == "SPY"
     other = make(a, symbol="XYZ", strategy="vertical", side="put", strike_offset=0, width=5)
     s = a.post(f"{API}/templates/{other['id']}/use",
                json={"spot": "123.5", "date": "2031-01-03", "expiration": "2031-01-17"}).json
-    assert s["strike"] == "124.00" and s["expiration"] == "2031-01-17" and s["dte"] == 14
+    assert s["strike"] == "124.0000" and s["expiration"] == "2031-01-17" and s["dte"] == 14
     r = a.post(f"{API}/templates/{other['id']}/use", json={"spot": "10", "date": "2031-01-03", "expiration": "2031-01-02"})
     assert r.status_code == 422 and "expiration" in r.json["errors"]["json"]
     r = a.post(f"{API}/templates/{other['id']}/use", json={"spot": 0})
@@ -106,7 +106,7 @@ def test_another_user_imports_a_shared_template(app_factory, new_client):
     assert copy.json["share_code"] is None and copy.json["name"] == t["name"]
     assert [x["id"] for x in b.get(f"{API}/templates").json] == [copy.json["id"]]
     s = b.post(f"{API}/templates/{copy.json['id']}/use", json={"spot": "6000", "date": "2031-01-03"})
-    assert s.status_code == 201 and s.json["strike"] == "5990.00"
+    assert s.status_code == 201 and s.json["strike"] == "5990.0000"
     s = b.post(f"{API}/templates/shared/{code}/use", json={"spot": "6000", "date": "2031-01-03"})
     assert s.status_code == 201
     assert len(b.get(f"{API}/strategies").json) == 2

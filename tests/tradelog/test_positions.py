@@ -236,7 +236,7 @@ def test_as_of_answers_from_what_was_recorded_by_then(tl):
     time.sleep(0.01)
 
     then = tl.get(p["id"], as_of=t1)
-    assert then["version"] == 1 and then["tags"] is None and then["status"] == "planned"
+    assert then["version"] == 1 and then["tags"] == [] and then["status"] == "planned"
     assert then == p  # the very representation answered at the time
     at_fill = tl.get(p["id"], as_of=t3)
     assert at_fill["version"] == 3 and at_fill["tags"] == ["later"] and at_fill["status"] == "open"
