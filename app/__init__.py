@@ -42,6 +42,7 @@ class ErrorSchema(Schema):
     leg_id = ma.String(metadata={"description": "409 position_not_flat: the leg that still holds a quantity"})
     settles_at = ma.String(metadata={"description": "409 (not yet settleable): when the contract settles, UTC"})
     blockers = ma.List(ma.Dict(), metadata={"description": "409 (model promotion refused): each blocker {code, message, ...}"})
+    item = ma.Integer(metadata={"description": "422 on a request of several items (fills): the index, from 0, of the item refused"})
 
 
 def _snake(name: str) -> str:
@@ -223,7 +224,9 @@ class Tradeloop:
             return False
         try:
             if commit:
-                outbox.flush(c)  # the counter bump and the outbox insert: the last statements
+                # The counter bump and the outbox insert are the last statements; on MySQL/MariaDB
+                # they go in one round trip with COMMIT (the commit below then sends nothing).
+                outbox.flush_and_commit(c)
                 c.commit()
                 run_after_commit(c)
                 return True
@@ -345,9 +348,18 @@ def _money_bounds(self, field, ret, **kwargs):
         ret["type"] = "string"  # a Decimal sent as a string is a string on the wire
         ret.setdefault("format", "decimal")
     if isinstance(field, MoneyField) or (isinstance(field, ma.Decimal) and field.as_string):
+        # Money is read from a decimal string or a JSON number (Money._deserialize) and always
+        # written as a decimal string: an input-capable field says both, so a client (or the
+        # contract fuzzer) sending 0.95 is inside the document.
+        readable = isinstance(field, MoneyField) and not field.dump_only and field.metadata.get("type") != "string"
+        if readable:
+            ret.pop("type", None)
+            ret.pop("format", None)
+            ret["anyOf"] = [{"type": "string", "format": "decimal"}, {"type": "number"}]
         bounds = [f"{k} {ret.pop(k)}" for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in ret]
         if bounds:
-            ret["description"] = (ret.get("description", "") + f" (decimal string; {', '.join(bounds)})").strip()
+            kind = "decimal string or number" if readable else "decimal string"
+            ret["description"] = (ret.get("description", "") + f" ({kind}; {', '.join(bounds)})").strip()
     return {}
 
 

@@ -64,6 +64,12 @@ class Database:
                           pool_recycle=3600, pool_reset_on_return=None, isolation_level="READ COMMITTED")
             if backend in ("mysql", "mariadb"):
                 kwargs["connect_args"] = {"charset": "utf8mb4", **mysql_tls_args(self.url, tls, tls_ca)}
+                if self.url.get_driver_name() == "pymysql":
+                    from pymysql.constants import CLIENT
+                    # FOUND_ROWS as SQLAlchemy sets it; MULTI_STATEMENTS for the outbox's one-round-trip
+                    # bump + insert + COMMIT (bus.outbox.flush_and_commit). Every statement we send
+                    # binds its values (none is built from input), so stacking cannot be injected.
+                    kwargs["connect_args"]["client_flag"] = CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         if backend == "sqlite":
             event.listen(self.engine, "connect", _sqlite_on_connect)
@@ -73,6 +79,8 @@ class Database:
             event.listen(self.engine, "checkout", self._ping_if_idle)
             event.listen(self.engine, "checkin", _stamp_checkin)
             event.listen(self.engine, "reset", _rollback_if_in_transaction)
+            event.listen(self.engine, "handle_error", _mark_error)
+            _skip_commit_done_by_flush(self.engine.dialect)
 
     def _ping_if_idle(self, dbapi_conn, record, proxy):
         """Pre-ping, only for a connection that sat idle longer than ``ping_after_idle``."""
@@ -161,13 +169,36 @@ def _stamp_checkin(dbapi_conn, record):
 def _rollback_if_in_transaction(dbapi_conn, record, reset_state):
     """The pool's reset on return (``pool_reset_on_return=None`` hands it to us): ROLLBACK
     only when the server says a transaction is open — after a COMMIT it costs a round trip
-    for nothing. pymysql keeps the server's status flags from the last reply."""
+    for nothing. pymysql keeps the server's status flags from the last OK reply; an error
+    reply carries none, so after an error it always rolls back."""
     if reset_state.terminate_only:
         return
     status = getattr(dbapi_conn, "server_status", None)
-    if status is not None and not status & 1:  # SERVER_STATUS_IN_TRANS
+    errored = record is not None and record.info.pop("tl_error", False)
+    if status is not None and not status & 1 and not errored:  # SERVER_STATUS_IN_TRANS
         return
     dbapi_conn.rollback()
+
+
+def _mark_error(context):
+    """A statement failed: the driver's status flags may be stale until the next OK reply."""
+    if context.connection is not None and not context.connection.closed:
+        try:
+            context.connection.info["tl_error"] = True
+        except Exception:  # (an invalidated connection has no info to mark)
+            pass
+
+
+def _skip_commit_done_by_flush(dialect) -> None:
+    """``bus.outbox.flush_and_commit`` sends COMMIT with the outbox insert and marks the
+    connection; the transaction's own commit then sends nothing."""
+    plain = dialect.do_commit
+
+    def do_commit(dbapi_connection):
+        if dbapi_connection.info.pop("bus_committed", False):
+            return
+        plain(dbapi_connection)
+    dialect.do_commit = do_commit
 
 
 def _sqlite_on_connect(dbapi_conn, record):

@@ -22,6 +22,7 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import http.client  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -137,6 +138,16 @@ def raw_baseline(database_url: str, user_id: int, clients: int, seconds: float):
     return len(latencies) / (time.perf_counter() - t0), latencies, clients
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def _user_id(database_url: str, token: str) -> int:
     import sqlalchemy as sa
     from app.auth import hash_token
@@ -176,10 +187,12 @@ def main():
         results = {}
         for name, fn in (("trivial JSON endpoint", trivial), ("trivial + Idempotency-Key", trivial_key),
                          ("idempotent create (row + key + event)", create)):
+            cpu0 = _cpu_seconds(server.proc.pid)
             rate, lat, errors = phase(server.port, token, args.clients, args.seconds, fn)
+            cpu = (_cpu_seconds(server.proc.pid) - cpu0) / max(1, len(lat))
             results[name] = rate
             print(f"{name:40s} {rate:8.1f} req/s   p50 {percentile(lat, 50) * 1000:7.2f} ms   "
-                  f"p99 {percentile(lat, 99) * 1000:7.2f} ms   errors {errors}")
+                  f"p99 {percentile(lat, 99) * 1000:7.2f} ms   errors {errors}   server CPU {cpu * 1000:5.2f} ms/req")
         user_id = _user_id(env["DATABASE_URL"], token)
         raw, lat, raw_clients = raw_baseline(env["DATABASE_URL"], user_id, args.clients, args.seconds)
         print(f"{'raw SQL: row + key + event, one tx':40s} {raw:8.1f} tx/s    p50 {percentile(lat, 50) * 1000:7.2f} ms   "

@@ -268,10 +268,80 @@ def flush(conn: Connection) -> None:
     conn.execute(_INSERT, rows)
 
 
+_OUTBOX_COLUMNS = ("stream", "seq", "event_id", "type", "aggregate_type", "aggregate_id", "aggregate_version",
+                   "occurred_at", "recorded_at", "user_id", "schema_version", "payload")
+_MULTI_STATEMENTS = 1 << 16  # pymysql.constants.CLIENT.MULTI_STATEMENTS
+
+
+def flush_and_commit(conn: Connection) -> bool:
+    """On MySQL/MariaDB through pymysql with multi-statements enabled: send this transaction's
+    counter bumps, its outbox insert and COMMIT as one round trip, so the counter rows are
+    locked only while the server runs those statements — not for three round trips plus the
+    time a busy gevent loop takes to resume the greenlet after each. Returns True when it
+    committed (the caller then ends its SQLAlchemy transaction, which sends nothing more);
+    False when there was nothing to flush or the driver cannot, after a plain ``flush``."""
+    pending = conn.info.get("bus_pending")
+    dbapi = conn.connection.dbapi_connection
+    if (not pending or conn.dialect.name not in ("mysql", "mariadb")
+            or not getattr(dbapi, "client_flag", 0) & _MULTI_STATEMENTS):
+        flush(conn)
+        return False
+    conn.info.pop("bus_pending")
+    times = UtcDateTime()
+    statements, args, order = [], [], []
+    for stream in sorted(pending):
+        batches = pending[stream]
+        rows = [row for emitted in batches for row in emitted._rows]
+        n = len(rows)
+        statements.append("INSERT INTO bus_streams (stream, last_seq) VALUES (%s, LAST_INSERT_ID(%s)) "
+                          "ON DUPLICATE KEY UPDATE last_seq = LAST_INSERT_ID(last_seq + %s)")
+        args += [stream, n, n]
+        statements.append("SET @tl_last_seq = LAST_INSERT_ID()")
+        values = []
+        for i, row in enumerate(rows):
+            values.append("(%s, @tl_last_seq - %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+            args += [stream, n - 1 - i, row["event_id"], row["type"], row["aggregate_type"], row["aggregate_id"],
+                     row["aggregate_version"], times.process_bind_param(row["occurred_at"], conn.dialect),
+                     times.process_bind_param(row["recorded_at"], conn.dialect), row["user_id"],
+                     row["schema_version"], row["payload"]]
+        statements.append(f"INSERT INTO bus_outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES {', '.join(values)}")
+        order.append((batches, n))
+    statements.append("COMMIT")
+    sql = ";\n".join(statements)
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(sql, args)
+        lasts = []
+        for k in range(len(statements)):
+            if k % 3 == 0 and k < len(statements) - 1:
+                lasts.append(int(cursor.lastrowid))  # a bump's reply carries LAST_INSERT_ID(expr)
+            if not cursor.nextset():
+                break
+    except conn.dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy raises a statement's
+        conn.info["tl_error"] = True  # (the driver's status flags are stale: roll back on return)
+        invalidated = conn.dialect.is_disconnect(exc, dbapi, cursor)
+        if invalidated:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(sql[:200], None, exc, conn.dialect.loaded_dbapi.Error,
+                                         connection_invalidated=invalidated, dialect=conn.dialect) from exc
+    finally:
+        try:
+            cursor.close()  # (reads any results left after an error)
+        except Exception:
+            pass
+    for (batches, n), last in zip(order, lasts):
+        first = last - n + 1
+        for emitted in batches:
+            first = emitted.number(first)
+    conn.info["bus_committed"] = True
+    return True
+
+
 def discard(conn: Connection) -> None:
     """Forget the deferral and any collected events (the transaction rolled back or ended)."""
     conn.info.pop("bus_pending", None)
     conn.info.pop("bus_defer", None)
+    conn.info.pop("bus_committed", None)
 
 
 class _Emitted(Sequence):

@@ -27,6 +27,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 CI = os.environ.get("CI", "").lower() == "true"
+# Loading demo data (the load_demo_data hook) starts mlloop's demo ML history in a background
+# process: about a minute of both cores per database. Tests that load demo data for its rows
+# (the contract fuzz, tradelog's demo) don't want it; the tests of that history build it
+# directly (tests/app/test_demo_data.py) or turn it back on for their server (tests/browser).
+os.environ.setdefault("TRADELOOP_DEMO_ML", "0")
 MARIADB_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 STACKS = ["embedded", "production"]

@@ -51,7 +51,7 @@ def copy_tree(dest: str) -> None:
 def clean_env() -> dict:
     """A new shell's environment: none of the test run's settings or virtualenv."""
     drop = {"DATABASE_URL", "REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "TRADELOOP_PLUGINS", "SECRET_KEY",
-            "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"}
+            "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TRADELOOP_DEMO_ML"}
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("TEST_")}
     venv_bin = os.path.dirname(sys.executable)
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)

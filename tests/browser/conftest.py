@@ -55,6 +55,7 @@ class Server:
         self.env.pop("REDIS_URL", None)
         self.env.update(DATABASE_URL=self.db_url, TRADELOOP_PLUGINS=",".join(self.plugins), PYTHONPATH=ROOT,
                         SECRET_KEY="browser-tests", SSE_RETRY_MS="500", SSE_HEARTBEAT_SECONDS="2",
+                        TRADELOOP_DEMO_ML="1",  # the suite turns it off elsewhere (tests/conftest.py)
                         DEMO_ML_IDEAS_PER_DAY="150")  # the demo's ML history, built in the background
         self.engine = sa.create_engine(self.db_url)
 

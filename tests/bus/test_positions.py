@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 
+import pytest
 import sqlalchemy as sa
 
 from app.db import Database
@@ -249,3 +250,34 @@ def test_a_savepoint_keeps_earlier_deferred_events_and_its_rollback_drops_only_i
     with db.read() as r:
         assert [(e.event_seq, e.payload["writer"]) for e in outbox.read(r, stream, 0)] == [(1, "x"), (2, "z")]
         assert outbox.head(r, stream) == 2
+
+
+def test_flush_and_commit_takes_positions_of_two_streams_in_one_round_trip(app_factory):
+    """Two streams, three events: on MariaDB the bumps, the insert and COMMIT go as one
+    multi-statement (returns True; the transaction's own commit then sends nothing); on
+    SQLite a plain flush (False). Either way: positions 1, 2 on one stream and 1 on the other,
+    committed. A failing insert (an event id used before) commits nothing: the bumps roll back."""
+    app = app_factory(["tests.plugins.notes.plugin"])
+    db = app.extensions["tradeloop"].db
+    s1, s2 = f"pos{uuid.uuid4().hex[:8]}.events", f"pos{uuid.uuid4().hex[:8]}.events"
+    c = _deferred(db)
+    a, b, other = _emit(c, s1, "a"), _emit(c, s1, "b"), _emit(c, s2, "o")
+    assert outbox.flush_and_commit(c) is (db.dialect != "sqlite")
+    c.commit()
+    outbox.discard(c)
+    c.close()
+    assert (a.event_seq, b.event_seq, other.event_seq) == (1, 2, 1)
+    c = _deferred(db)
+    dup = outbox.emit(c, s1, "Thing", aggregate_type="thing", aggregate_id="x", aggregate_version=1,
+                      payload={"writer": "dup"}, user_id=1, event_id=a.event_id)
+    with pytest.raises(sa.exc.IntegrityError):
+        outbox.flush_and_commit(c)
+        c.commit()
+    c.rollback()
+    outbox.discard(c)
+    c.close()
+    with db.read() as r:
+        assert [(e.event_seq, e.payload["writer"]) for e in outbox.read(r, s1, 0)] == [(1, "a"), (2, "b")]
+        assert [e.payload["writer"] for e in outbox.read(r, s2, 0)] == ["o"]
+        assert (outbox.head(r, s1), outbox.head(r, s2)) == (2, 1)
+    assert dup.event_id == a.event_id
