@@ -10,6 +10,9 @@
     tradeloop worker [--group G] [--once]            run the enabled plugins' subscriptions
     tradeloop jobs worker|submit|run|list|...        background jobs and the schedule (app/jobs)
     tradeloop deadletters list|requeue ID            failed events, never silently dropped
+
+Every command that needs tables first checks the database is migrated (``require_schema``)
+and otherwise stops with one line naming the URL (no traceback, no empty SQLite file).
 """
 from __future__ import annotations
 
@@ -53,6 +56,8 @@ def serve(host, port, demo, migrate, run_workers, run_jobs):
     if migrate:
         from app.migrate import upgrade
         upgrade(ext)
+    else:
+        require_schema(ext)
     if demo:
         _demo(ext)
     if run_workers is None:
@@ -316,8 +321,75 @@ def dl_requeue(dead_letter_id):
     click.echo(f"requeued {dead_letter_id}")
 
 
-cli = FlaskGroup(create_app=_create_app, add_default_commands=False, set_debug_flag=False,
-                 load_dotenv=False, help="tradeloop: the back end for an options trader's desk.")
+# Commands that run on a database without tables: ``db upgrade`` creates them, ``serve``
+# migrates (or checks itself with --no-migrate), the others read only the configuration.
+NO_SCHEMA_NEEDED = {("db", "upgrade"), ("serve",), ("plugins",), ("jobs", "kinds"), ("jobs", "schedule")}
+
+
+def require_schema(ext) -> None:
+    """Stop a command cleanly (``click.ClickException``: one line on stderr, exit 1) unless the
+    database has been migrated: every branch (core + each enabled plugin) has its Alembic
+    version table. An SQLite file that does not exist is never created here (connecting would
+    create an empty one). The message names the URL without its password.
+
+    Checks presence, not that each branch is at head (that needs Alembic's scripts, which
+    ``tradeloop --help`` does not load)."""
+    import sqlalchemy as sa
+    url = ext.db.url
+    shown = url.render_as_string(hide_password=True)
+    hint = f"run `tradeloop db upgrade` (database: {shown})"
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if path and path != ":memory:" and not path.startswith("file:") and not os.path.exists(path):
+            raise click.ClickException(f"database not migrated (no database file {path!r}): {hint}")
+    labels = ["core", *(label for label, _path in ext.migrations.values())]
+    try:
+        with ext.db.engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+    except sa.exc.SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise click.ClickException(f"cannot read the database {shown}: {first}") from None
+    missing = [label for label in labels if f"alembic_version_{label}" not in tables]
+    if missing == labels:
+        raise click.ClickException(f"database not migrated: {hint}")
+    if missing:
+        raise click.ClickException(f"database not migrated for {', '.join(missing)}: {hint}")
+
+
+def _guard_schema(cmd: click.Command, path: tuple[str, ...]) -> None:
+    """Run ``require_schema`` before the callback of ``cmd`` (each leaf of a group), once,
+    unless its command path is in ``NO_SCHEMA_NEEDED``. Plugins' commands included."""
+    if isinstance(cmd, click.Group):
+        for name, sub in cmd.commands.items():
+            _guard_schema(sub, (*path, name))
+        return
+    callback = cmd.callback
+    if callback is None or path in NO_SCHEMA_NEEDED or getattr(callback, "_tl_schema_checked", False):
+        return
+
+    def checked(*args, **kwargs):
+        from flask.cli import ScriptInfo
+        app = click.get_current_context().ensure_object(ScriptInfo).load_app()  # the one already built
+        require_schema(app.extensions["tradeloop"])
+        return callback(*args, **kwargs)
+    checked.__wrapped__ = callback
+    checked._tl_schema_checked = True
+    cmd.callback = checked
+
+
+class TradeloopGroup(FlaskGroup):
+    """Flask's group, with the database check (``require_schema``) in front of every command
+    that needs tables."""
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            _guard_schema(cmd, (name,))
+        return cmd
+
+
+cli = TradeloopGroup(create_app=_create_app, add_default_commands=False, set_debug_flag=False,
+                     load_dotenv=False, help="tradeloop: the back end for an options trader's desk.")
 from app.auth_cli import tokens as tokens_cli  # noqa: E402
 from app.jobs.cli import jobs_cli  # noqa: E402  (light: Huey is imported only when used)
 

@@ -131,12 +131,23 @@ class Blueprint(flask_smorest.Blueprint):
         extra = doc_info.get("tl_parameters")
         if extra:
             doc.setdefault("parameters", []).extend(dict(p) for p in extra)
+        etag = doc_info.get("tl_etag")
+        if etag:
+            for status, response in doc.get("responses", {}).items():
+                if str(status).startswith("2") and isinstance(response, dict):
+                    response.setdefault("headers", {})["ETag"] = {
+                        "description": f'`"<version>"`: {etag} (send it as `If-Match` to change it)',
+                        "schema": {"type": "string"}}
         return doc
 
     #: The pagination defaults of every list endpoint (``?page=1&page_size=50``, at most 500).
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 50, "max_page_size": 500}
 
-    def versioned(self, fn=None, *, if_match: bool = False):
+    def versioned(self, fn=None, *, if_match: bool = False, etag_from: str | None = None):
+        """The response's ``ETag: "<version>"`` (documented on the success responses) from the
+        returned object's ``version``, or with ``etag_from="position"`` from that member's (a
+        write answering ``{fill, position}`` tags the aggregate it changed); ``if_match``: see
+        the class docstring."""
         def decorator(func):
             @functools.wraps(func)
             def wrapper(*args, **kwargs):
@@ -146,13 +157,19 @@ class Blueprint(flask_smorest.Blueprint):
                 body, _status, _headers = unpack_tuple_response(result)
                 if isinstance(body, Response):
                     return result
-                tag = etag_of(body)
+                if etag_from is not None:
+                    body = body.get(etag_from) if isinstance(body, Mapping) else getattr(body, etag_from, None)
+                tag = etag_of(body) if body is not None else None
                 return _add_header(result, "ETag", tag) if tag else result
             wrapper._tl_versioned = True
             wrapper._tl_if_match = if_match
-            if if_match:  # (not ``doc(parameters=...)``: manual parameters replace the query schema's)
-                wrapper._apidoc = copy.deepcopy(getattr(wrapper, "_apidoc", {}))
+            wrapper._tl_etag_from = etag_from
+            # (not ``doc(parameters=...)``: manual parameters replace the query schema's)
+            wrapper._apidoc = copy.deepcopy(getattr(wrapper, "_apidoc", {}))
+            if if_match:
                 wrapper._apidoc.setdefault("tl_parameters", []).append(dict(IF_MATCH_PARAM))
+            wrapper._apidoc["tl_etag"] = (f"the `version` of the returned `{etag_from}`" if etag_from
+                                          else "the returned object's `version`")
             return wrapper
         return decorator(fn) if fn is not None else decorator
 

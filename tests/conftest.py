@@ -58,6 +58,7 @@ def mariadb_url():
     except Exception as exc:
         missing("MariaDB", str(exc)[:200])
     yield f"{MARIADB_URL}/{name}"
+    close_cached_apps()  # their SSE hubs would poll the dropped database until the process exits
     with eng.begin() as c:
         c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
     eng.dispose()
@@ -172,6 +173,16 @@ def broker():
 
 # -- apps ----------------------------------------------------------------------------------
 _apps: dict = {}
+
+
+def close_cached_apps() -> None:
+    """Stop the background threads of the session's cached apps (SSE hubs) and their pools."""
+    for app in _apps.values():
+        ext = app.extensions["tradeloop"]
+        if ext._hub is not None:
+            ext._hub.close()
+        ext.db.dispose()
+    _apps.clear()
 
 
 @pytest.fixture(params=STACKS)

@@ -6,7 +6,8 @@ function, since a lazy import is still a dependency):
     app/           builds on bus/ (and optionsmath/), never on plugins/
     plugins/<x>/   build on all three, never on another plugin
 
-and no import cycle anywhere in them (docs/architecture.md draws the picture)."""
+and no import cycle anywhere in them (docs/architecture.md draws the picture); and no module
+of them over ``MAX_MODULE_LINES`` lines (DESIGN.md: split a growing module by topic)."""
 from __future__ import annotations
 
 import ast
@@ -195,3 +196,36 @@ def test_the_walk_sees_what_it_must(tmp_path):
 @pytest.mark.parametrize("package", PACKAGES)
 def test_every_package_is_walked(package):
     assert any(m == package or m.startswith(package + ".") for m in graph())
+
+
+# DESIGN.md aims at ~500 lines a module; past this a module must be split by topic.
+MAX_MODULE_LINES = 600
+
+
+def oversized(root: str = ROOT, packages=PACKAGES, limit: int = MAX_MODULE_LINES) -> list[str]:
+    """``path (n lines)`` for every module of ours longer than ``limit`` lines, longest first."""
+    found = []
+    for path in modules(root, packages).values():
+        with open(path, encoding="utf-8") as f:
+            n = sum(1 for _ in f)
+        if n > limit:
+            found.append((n, os.path.relpath(path, root)))
+    return [f"{rel} ({n} lines)" for n, rel in sorted(found, reverse=True)]
+
+
+def test_no_module_is_oversized():
+    bad = oversized()
+    assert not bad, (f"modules over {MAX_MODULE_LINES} lines (split them by topic into cohesive modules): "
+                     + ", ".join(bad))
+
+
+def test_the_size_check_names_each_offender(tmp_path):
+    """A fixture tree: 601 and 700 lines are named (longest first), 600 lines and other
+    folders' files are not."""
+    sizes = {"app/big.py": 700, "plugins/a/long.py": 601, "bus/edge.py": 600, "docs/huge.py": 900}
+    for rel, n in sizes.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x = 1\n" * n)
+    assert oversized(str(tmp_path)) == [os.path.join("app", "big.py") + " (700 lines)",
+                                        os.path.join("plugins", "a", "long.py") + " (601 lines)"]

@@ -68,7 +68,7 @@ def with_scope(fn):
 @click.option("--user", "user_name", required=True)
 def status_cmd(user_name):
     """Print a user's trading state, breakers and kill switches (JSON)."""
-    _out(_run(lambda c: service.status(c, _user_id(c, user_name, False))))
+    _out(_run(lambda c: service.status(c, _user_id(c, user_name, False), reveal_actors=True)))
 
 
 @group.command("kill")

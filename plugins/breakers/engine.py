@@ -7,6 +7,7 @@ emit. Everything takes ``now`` so the rules are testable at any instant.
 from __future__ import annotations
 
 import dataclasses
+import re
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Decimal
 from zoneinfo import ZoneInfo
@@ -27,6 +28,23 @@ SLIPPAGE_WINDOW, SLIPPAGE_MIN_SAMPLES = 20, 10                # the seed's deque
 RATE_WINDOW = dt.timedelta(seconds=1)
 DEFAULT_SESSION_OPEN, DEFAULT_SESSION_TZ = "09:30", "America/New_York"
 SIX = Decimal("0.000001")
+SYSTEM = "system"                                            # the actor of automatic changes
+ADMINISTRATOR = "an administrator"
+_USER_ACTOR = re.compile(r".*\(user (\d+)\)", re.DOTALL)          # views' actor: "NAME (user ID)"
+
+
+def shown_by(actor: str | None, viewer_id: int | None) -> str | None:
+    """Who did something, as the user ``viewer_id`` may see it: another user's actor string
+    (``"NAME (user ID)"``, e.g. an admin's deployment-wide switch or limit) as
+    ``"an administrator"``, so no user learns another user's name or id; their own, ``system``,
+    ``auto:...`` and an operator's ``"WHO (cli)"`` (the label given with ``--by``) as stored.
+    ``viewer_id`` None: as stored."""
+    if actor is None or viewer_id is None:
+        return actor
+    m = _USER_ACTOR.fullmatch(actor)
+    if m is None or int(m.group(1)) == viewer_id:
+        return actor
+    return ADMINISTRATOR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,20 +271,22 @@ class Snapshot:
         mine = [k for k in self.kill_switches if k.kind == kind]
         return min(mine, key=lambda k: k.scope_key == 0) if mine else None
 
-    def state(self) -> tuple[str, dict]:
+    def state(self, *, reveal: bool = False) -> tuple[str, dict]:
         """The trading state these breakers, switches and the manual setting imply, with its
         cause: HALTED (orders kill switch, manual halt, a critical breaker), else REDUCING
-        (manual, a reduce_only breaker), else ACTIVE."""
+        (manual, a reduce_only breaker), else ACTIVE. The reason names who acted as
+        ``shown_by`` shows it to this user (``reveal``: as stored, for an operator)."""
+        viewer = None if reveal else self.user_id
         manual = self.trading_row.manual_state if self.trading_row else "ACTIVE"
         ks = self.switch("orders")
         if ks is not None:
-            return "HALTED", cause("kill_switch:orders", reason=f"orders kill switch by {ks.engaged_by}: {ks.reason}")
+            return "HALTED", cause("kill_switch:orders", reason=f"orders kill switch by {shown_by(ks.engaged_by, viewer)}: {ks.reason}")
         if manual == "HALTED":
-            return "HALTED", cause("manual", reason=f"halted by {self.trading_row.manual_by}: {self.trading_row.manual_reason}")
+            return "HALTED", cause("manual", reason=f"halted by {shown_by(self.trading_row.manual_by, viewer)}: {self.trading_row.manual_reason}")
         for e in self.tripped("critical"):
             return "HALTED", breaker_cause(e)
         if manual == "REDUCING":
-            return "REDUCING", cause("manual", reason=f"reduce-only by {self.trading_row.manual_by}: {self.trading_row.manual_reason}")
+            return "REDUCING", cause("manual", reason=f"reduce-only by {shown_by(self.trading_row.manual_by, viewer)}: {self.trading_row.manual_reason}")
         for e in self.tripped("reduce_only"):
             return "REDUCING", breaker_cause(e)
         return "ACTIVE", cause(None, reason="no breaker tripped")

@@ -9,6 +9,9 @@ from app import fields as tf
 from bus.topic import Topic
 from plugins.breakers.engine import KILL_KINDS, NAMES, RESET_POLICIES, SEVERITIES, STATES
 
+ACTOR = ("who did it: `NAME (user ID)`, `WHO (cli)` (an operator's --by label), `system` or `auto:...`; "
+         "an API response shows another user's name and id (an admin's deployment-wide action) only as "
+         "`an administrator`")
 Reason = lambda **kw: fields.String(validate=validate.Length(min=1, max=400), **kw)  # noqa: E731
 Scope = lambda: fields.String(load_default="user", validate=validate.OneOf(["user", "deployment"]),  # noqa: E731
                               metadata={"description": "user (yours) or deployment (all users; admin only)"})
@@ -83,7 +86,7 @@ class BreakerOut(Schema):
     since = tf.UtcDateTime(allow_none=True, required=True, metadata={"description": "when it entered its current state"})
     tripped_at = tf.UtcDateTime(allow_none=True, required=True)
     message = fields.String(required=True)
-    cleared_by = fields.String(allow_none=True, required=True)
+    cleared_by = fields.String(allow_none=True, required=True, metadata={"description": ACTOR})
     cleared_at = tf.UtcDateTime(allow_none=True, required=True)
 
 
@@ -93,10 +96,10 @@ class KillSwitchOut(Schema):
     scope = fields.String(required=True)
     user_id = fields.Integer(allow_none=True, required=True)
     engaged = fields.Boolean(required=True)
-    engaged_by = fields.String(required=True)
+    engaged_by = fields.String(required=True, metadata={"description": ACTOR})
     engaged_at = tf.UtcDateTime(required=True)
     reason = fields.String(required=True)
-    released_by = fields.String(allow_none=True, required=True)
+    released_by = fields.String(allow_none=True, required=True, metadata={"description": ACTOR})
     released_at = tf.UtcDateTime(allow_none=True, required=True)
     release_reason = fields.String(allow_none=True, required=True)
 
@@ -145,7 +148,7 @@ class ConfigRowOut(Schema):
     capital = MoneyOut(allow_none=True, required=True)
     session_open = fields.String(required=True)
     session_tz = fields.String(required=True)
-    updated_by = fields.String(required=True)
+    updated_by = fields.String(required=True, metadata={"description": ACTOR})
     updated_at = tf.UtcDateTime(required=True)
 
 
@@ -166,7 +169,7 @@ class AuditOut(Schema):
     to_state = fields.String(allow_none=True, required=True)
     value = MoneyOut(places=6, allow_none=True, required=True)
     limit = MoneyOut(places=6, allow_none=True, required=True)
-    actor = fields.String(required=True)
+    actor = fields.String(required=True, metadata={"description": ACTOR})
     reason = fields.String(allow_none=True, required=True)
     scope = fields.String(required=True)
 

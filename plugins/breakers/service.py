@@ -18,12 +18,13 @@ import sqlalchemy as sa
 
 from app import errors
 from app.db import is_duplicate_key, new_id, utcnow
+from bus.envelope import iso
 from plugins.breakers import engine
 from plugins.breakers import tables as t
 from plugins.breakers.schemas import TOPIC
 from plugins.breakers.engine import NAMES, SPECS
 
-SYSTEM = "system"
+SYSTEM = engine.SYSTEM
 
 
 def now() -> dt.datetime:
@@ -199,16 +200,20 @@ def _veto_of(e: engine.Effective) -> tuple[str, str, dict]:
 
 
 def _halt_vetoes(snap: engine.Snapshot) -> list:
+    """Vetoes name who engaged a switch or set the state only as ``engine.shown_by`` allows
+    (another user is "an administrator"); times are UTC with milliseconds."""
     out = []
     ks = snap.switch("orders")
     if ks is not None:
+        by = engine.shown_by(ks.engaged_by, snap.user_id)
         out.append(("kill_switch:orders", f"the orders kill switch is engaged ({'deployment' if ks.scope_key == 0 else 'you'}) "
-                    f"by {ks.engaged_by} at {ks.engaged_at:%Y-%m-%d %H:%M:%S}Z: {ks.reason}",
-                    {"kill_switch_id": ks.id, "engaged_by": ks.engaged_by, "engaged_at": ks.engaged_at}))
+                    f"by {by} at {iso(ks.engaged_at)}: {ks.reason}",
+                    {"kill_switch_id": ks.id, "engaged_by": by, "engaged_at": ks.engaged_at}))
     tr = snap.trading_row
     if tr is not None and tr.manual_state == "HALTED":
-        out.append(("trading_state", f"trading is HALTED by {tr.manual_by}: {tr.manual_reason}",
-                    {"state": "HALTED", "set_by": tr.manual_by, "set_at": tr.manual_at}))
+        by = engine.shown_by(tr.manual_by, snap.user_id)
+        out.append(("trading_state", f"trading is HALTED by {by}: {tr.manual_reason}",
+                    {"state": "HALTED", "set_by": by, "set_at": tr.manual_at}))
     out += [_veto_of(e) for e in snap.tripped("critical")]
     return out
 
@@ -217,7 +222,7 @@ def _reduce_vetoes(snap: engine.Snapshot) -> list:
     out = []
     tr = snap.trading_row
     if tr is not None and tr.manual_state == "REDUCING":
-        out.append(("trading_state", f"trading is REDUCING (set by {tr.manual_by}: {tr.manual_reason}); "
+        out.append(("trading_state", f"trading is REDUCING (set by {engine.shown_by(tr.manual_by, snap.user_id)}: {tr.manual_reason}); "
                     "only orders that reduce an open position pass", {"state": "REDUCING"}))
     for e in snap.tripped("reduce_only"):
         source, message, detail = _veto_of(e)
@@ -352,7 +357,7 @@ def set_config(conn, user_id: int, name: str, data: dict, *, actor: str, admin: 
 def config_of(conn, user_id: int, name: str) -> dict:
     rows = [r for r in engine.config_rows(conn, user_id) if r.breaker == name]
     eff = engine.merge(rows)
-    by_scope = {("deployment" if r.user_id is None else "user"): _config_row(r) for r in rows}
+    by_scope = {("deployment" if r.user_id is None else "user"): _config_row(r, user_id or None) for r in rows}
     return {"breaker": name, "effective": _config_dict(eff) if eff else None,
             "user": by_scope.get("user"), "deployment": by_scope.get("deployment")}
 
@@ -366,10 +371,10 @@ def _config_dict(c: engine.Config) -> dict:
             "session_open": c.session_open, "session_tz": c.session_tz, "scope": c.scope}
 
 
-def _config_row(r) -> dict:
+def _config_row(r, viewer_id: int | None) -> dict:
     return {"limit": r.limit_value, "severity": r.severity, "enabled": r.enabled, "reset_policy": r.reset_policy,
             "capital": r.capital, "session_open": r.session_open, "session_tz": r.session_tz,
-            "updated_by": r.updated_by, "updated_at": r.updated_at}
+            "updated_by": engine.shown_by(r.updated_by, viewer_id), "updated_at": r.updated_at}
 
 
 # -- people's actions ---------------------------------------------------------------------------
@@ -411,7 +416,7 @@ def engage_kill_switch(conn, user_id: int, kind: str, reason: str, *, scope: str
     scope_key = 0 if deployment else user_id
     existing = _engaged(conn, scope_key, kind)
     if existing is not None:
-        return _switch_dict(existing)
+        return _switch_dict(existing, user_id)
     at = now()
     sid = new_id()
     conn.execute(t.kill_switches.insert().values(
@@ -455,15 +460,17 @@ def _engaged(conn, scope_key: int, kind: str):
         t.kill_switches.c.engaged.is_(True))).first()
 
 
-def _switch_dict(r) -> dict:
+def _switch_dict(r, viewer_id: int | None = None) -> dict:
+    """A kill switch; with ``viewer_id``, who engaged and released it as ``engine.shown_by``
+    lets that user see it (the events carry the stored actors)."""
     return {"id": r.id, "kind": r.kind, "scope": "deployment" if r.scope_key == 0 else "user",
-            "user_id": r.user_id, "engaged": bool(r.engaged), "engaged_by": r.engaged_by,
-            "engaged_at": r.engaged_at, "reason": r.reason, "released_by": r.released_by,
+            "user_id": r.user_id, "engaged": bool(r.engaged), "engaged_by": engine.shown_by(r.engaged_by, viewer_id),
+            "engaged_at": r.engaged_at, "reason": r.reason, "released_by": engine.shown_by(r.released_by, viewer_id),
             "released_at": r.released_at, "release_reason": r.release_reason}
 
 
 # -- reading ---------------------------------------------------------------------------------
-def _breaker_dict(snap: engine.Snapshot, name: str) -> dict:
+def _breaker_dict(snap: engine.Snapshot, name: str, viewer_id: int | None) -> dict:
     spec = SPECS[name]
     e = snap.effective.get(name)
     row = snap.rows.get(name)
@@ -471,7 +478,7 @@ def _breaker_dict(snap: engine.Snapshot, name: str) -> dict:
         return {"name": name, "configured": False, "value": None, "limit": None, "severity": None,
                 "reset_policy": None, "unit": spec.unit, "tripped": False,
                 "since": row.since if row is not None else None, "tripped_at": None, "message": spec.description,
-                "cleared_by": row.cleared_by if row is not None else None,
+                "cleared_by": engine.shown_by(row.cleared_by, viewer_id) if row is not None else None,
                 "cleared_at": row.cleared_at if row is not None else None}
     m = e.measure
     latched_at = row.tripped_at if row is not None and row.tripped and e.tripped else None
@@ -481,7 +488,8 @@ def _breaker_dict(snap: engine.Snapshot, name: str) -> dict:
         since = e.reset_at
     else:
         since = row.since if row is not None else None
-    cleared_by = "auto:session_open" if e.reset_at is not None else (row.cleared_by if row is not None else None)
+    cleared_by = ("auto:session_open" if e.reset_at is not None
+                  else engine.shown_by(row.cleared_by, viewer_id) if row is not None else None)
     return {"name": name, "configured": True, "value": m.value, "limit": e.config.limit,
             "severity": e.config.severity, "reset_policy": e.config.reset_policy, "unit": spec.unit,
             "tripped": e.tripped, "since": since, "tripped_at": latched_at,
@@ -492,15 +500,17 @@ def _breaker_dict(snap: engine.Snapshot, name: str) -> dict:
 
 
 def breaker_status(conn, user_id: int, name: str) -> dict:
-    return _breaker_dict(engine.snapshot(conn, user_id, now(), measure_all=True), name)
+    return _breaker_dict(engine.snapshot(conn, user_id, now(), measure_all=True), name, user_id)
 
 
-def status(conn, user_id: int) -> dict:
+def status(conn, user_id: int, *, reveal_actors: bool = False) -> dict:
     """Trading state, scoring mode, each breaker (value, limit, state, since), kill switches and
-    the P&L books, as of now (reset policies applied)."""
+    the P&L books, as of now (reset policies applied). Who acted is shown as
+    ``engine.shown_by`` lets the user see it, unless ``reveal_actors`` (the operator's CLI)."""
+    viewer = None if reveal_actors else user_id
     at = now()
     snap = engine.snapshot(conn, user_id, at, measure_all=True)
-    state, why = snap.state()
+    state, why = snap.state(reveal=reveal_actors)
     tr = snap.trading_row
     since = tr.since if tr is not None and tr.state == state else at
     daily = snap.configs.get(engine.DAILY_LOSS)
@@ -517,8 +527,8 @@ def status(conn, user_id: int) -> dict:
                           "manual_state": tr.manual_state if tr is not None else "ACTIVE"},
         "scoring_mode": snap.scoring_mode(),
         "session_open": opened,
-        "breakers": [_breaker_dict(snap, n) for n in NAMES],
-        "kill_switches": [_switch_dict(k) for k in snap.kill_switches],
+        "breakers": [_breaker_dict(snap, n, viewer) for n in NAMES],
+        "kill_switches": [_switch_dict(k, viewer) for k in snap.kill_switches],
         "books": books,
     }
 
@@ -531,5 +541,6 @@ def audit_log(conn, user_id: int, *, page: int = 1, page_size: int = 100) -> tup
     rows = conn.execute(sa.select(t.audit).where(mine).order_by(t.audit.c.id.desc())
                         .limit(page_size).offset((page - 1) * page_size)).fetchall()
     return [{"id": r.id, "at": r.at, "action": r.action, "breaker": r.breaker, "from_state": r.from_state,
-             "to_state": r.to_state, "value": r.current_value, "limit": r.limit_value, "actor": r.actor,
+             "to_state": r.to_state, "value": r.current_value, "limit": r.limit_value,
+             "actor": engine.shown_by(r.actor, user_id),
              "reason": r.reason, "scope": "deployment" if r.user_id is None else "user"} for r in rows], int(total)

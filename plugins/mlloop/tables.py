@@ -138,8 +138,8 @@ tracked_ideas = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("user_id", "idea_id", name="uq_tracked_ideas_user_idea"),
     sa.Index("ix_tracked_ideas_user_status", "user_id", "settlement_status", "settled_at"),
-    sa.Index("ix_tracked_ideas_user_context", "user_id", "context_id"),
-    sa.Index("ix_tracked_ideas_user_time", "user_id", "decision_time"),
+    sa.Index("ix_tracked_ideas_user_context", "user_id", "context_id"), sa.Index("ix_tracked_ideas_user_time", "user_id", "decision_time"),
+    sa.Index("ix_tracked_ideas_status_regime", "settlement_status", "regime"),  # low-data regimes (mlloop_0005)
 )
 
 # -- decisions and features (immutable, written by consumers) ----------------------------

@@ -72,6 +72,7 @@ class OnePosition(MethodView):
 class Fills(MethodView):
     @positions_blp.arguments(s.FillIn)
     @positions_blp.response(201, s.FillResult)
+    @positions_blp.versioned(etag_from="position")
     def post(self, data, position_id):
         """Record a fill on a leg (the first fill opens a planned position). Emits
         FillRecorded; 409 naming the state on a closed position."""
@@ -94,7 +95,7 @@ class Settle(MethodView):
     @positions_blp.arguments(s.LegSettleIn)
     @positions_blp.response(201, s.SettleResult)
     @positions_blp.alt_response(200, schema=s.SettleResult, description="already settled that way: the same answer")
-    @positions_blp.versioned(if_match=True)
+    @positions_blp.versioned(if_match=True, etag_from="position")
     def post(self, data, position_id, leg_id, expected):
         """Settle an option leg (If-Match): expiration (worthless, or at intrinsic when
         cash-settled), exercise of a long option, assignment of a short one; physically
@@ -118,7 +119,7 @@ class Settlements(MethodView):
 class RollView(MethodView):
     @positions_blp.arguments(s.RollIn)
     @positions_blp.response(201, s.RollResult)
-    @positions_blp.versioned(if_match=True)
+    @positions_blp.versioned(if_match=True, etag_from="from")
     def post(self, data, position_id, expected):
         """Roll (If-Match on this position), atomically: close the listed legs (the position
         is closed when that leaves it flat) and open a new position with the new legs,
@@ -224,6 +225,7 @@ class OneOrder(MethodView):
 class Execute(MethodView):
     @orders_blp.arguments(s.ExecuteIn, required=False)
     @orders_blp.response(201, s.ExecuteResult)
+    @orders_blp.versioned(etag_from="order")
     def post(self, data, order_id):
         """Execute a pending order: the host's ``check_order_allowed`` hook first (403
         ``order_vetoed`` listing each veto), then the position and its fills, atomically.

@@ -11,6 +11,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from plugins.mlloop.service.settings import lock_registry
 from plugins.mlloop.domain import features
 from plugins.mlloop.ml import abtest
 from plugins.mlloop import tables as p1
@@ -176,6 +177,7 @@ def test_train_promote_score_experiment_replay_evaluate(app, new_client, run_con
     admin.put("/api/admin/ml/settings", json={"ml_weight": 0.0})
     with db.transaction() as c:
         c.execute(ml_models.update().values(status="retired"))
+        lock_registry(c)  # (raw SQL: tell cached scoring plans)
 
 
 def test_cli_train_shows_progress_and_registers(app):
@@ -213,3 +215,4 @@ def test_cli_train_shows_progress_and_registers(app):
                         "--gate-min-skill", "0", "--gate-min-skill-over-control", "0"])
     with db.transaction() as c:
         c.execute(ml_models.update().values(status="retired"))
+        lock_registry(c)  # (raw SQL: tell cached scoring plans)

@@ -1,5 +1,5 @@
-"""mlloop_0003 and mlloop_0004 on a database made before them: the new columns and tables
-appear, the market fields a user's stream may not have become nullable, and the rows already
+"""mlloop_0003 to mlloop_0005 on a database made before them: the new columns, tables and the
+low-data regime index appear, the market fields a user's stream may not have become nullable, and the rows already
 there are kept."""
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def _old_shape(conn) -> None:
         sa.Table(name, old, *cols)
     conn.execute(sa.text("DROP TABLE ml_feature_sets"))
     conn.execute(sa.text("DROP TABLE ml_deep_scores"))
+    next(i for i in tables.tracked_ideas.indexes if i.name == "ix_tracked_ideas_status_regime").drop(conn)
     for name in ("ml_market_snapshots", *OLD_COLUMNS):
         conn.execute(sa.text(f"DROP TABLE {name}"))
     old.create_all(conn)
@@ -77,10 +78,11 @@ def test_0003_upgrades_a_database_made_before_it(app_factory, stack, request):
         snaps = {c["name"]: c for c in inspector.get_columns("ml_market_snapshots")}
         assert all(snaps[n]["nullable"] for n in WERE_REQUIRED)
         assert {"ml_feature_sets", "ml_deep_scores"} <= set(inspector.get_table_names())
+        assert "ix_tracked_ideas_status_regime" in {i["name"] for i in inspector.get_indexes("tracked_ideas")}
         with ext.db.engine.begin() as c:
             kept = c.execute(sa.text("SELECT spot, market_mode FROM ml_market_snapshots WHERE user_id = 7")).all()
             version = c.execute(sa.text("SELECT version_num FROM alembic_version_mlloop")).scalar()
-        assert [(float(s), m) for s, m in kept] == [(6000.0, "pin")] and version == "mlloop_0004"
+        assert [(float(s), m) for s, m in kept] == [(6000.0, "pin")] and version == "mlloop_0005"
         ext.db.dispose()
     finally:
         if drop:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from app import errors
 from bus import outbox
+from plugins.mlloop.service.settings import lock_registry
 from plugins.mlloop import service
 from plugins.mlloop import tables as p1
 from plugins.mlloop.tables import ml_experiments, ml_models
@@ -88,6 +89,7 @@ def _cleanup(c, exp_id):
               .values(status="aborted"))
     c.execute(ml_models.update().where(ml_models.c.status == "challenger")
               .values(status="validating"))
+    lock_registry(c)  # (raw SQL: tell cached scoring plans)
 
 
 def test_15_stopping_job_stops_on_duration(models):

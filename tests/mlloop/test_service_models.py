@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from app import errors
 from bus import outbox
+from plugins.mlloop.service.settings import lock_registry
 from plugins.mlloop import service
 from plugins.mlloop.domain import features
 from plugins.mlloop.ml import data as training
@@ -243,6 +244,7 @@ def test_promote_and_roll_back_per_regime_are_audited(world):
         # leave the global scope as it was for the other tests
         c.execute(ml_models.update().where(ml_models.c.regime == "zombieland")
                   .values(status="retired"))
+        lock_registry(c)  # (raw SQL: tell cached scoring plans)
 
 
 # -- replay: every sampled logged decision replays to the identical score
@@ -287,3 +289,93 @@ def test_exploration_low_data_regimes_always_and_a_stable_random_share(world):
     assert 0.08 < np.mean(flags) < 0.12  # exploration_rate 0.1
     plan.low_data_regimes = frozenset({"chaos"})
     assert all(plan.for_idea(i, "chaos").exploration for i in ids[:200])
+
+
+# -- the scoring plan, cached per process while the registry and settings are unchanged
+
+def test_scoring_plan_is_reused_until_a_registry_change_and_reloaded_at_once_after(world, monkeypatch):
+    """A second request reads one query (the ml_settings rows: settings + the registry's change
+    counter) and reuses the plan; promotion, rollback, an experiment starting and aborting,
+    and a settings change are seen by the very next request (each commits its own
+    transaction, as the admin endpoints do); ``rules_only`` (the kill switch) applies to a
+    cached plan at once; a change behind the service's back waits out PLAN_MAX_AGE."""
+    from plugins.mlloop.service import scoring_plan as sp
+    db, frame = world["db"], world["frame"]
+    global_champion = world["model"]["id"]
+
+    def plan(**kw):
+        with db.read() as c:
+            return sp.scoring_plan(c, 1, **kw)
+    first = plan()
+    seen = []
+    listen = (db.engine, "before_cursor_execute", lambda *a, **k: seen.append(a[2]))
+    sa.event.listen(*listen)
+    try:
+        again = plan()
+    finally:
+        sa.event.remove(*listen)
+    assert again.champions is first.champions and len([q for q in seen if "ml_settings" in q]) == 1
+    assert len([q for q in seen if q.lstrip().upper().startswith("SELECT")]) == 1
+    assert again.for_idea("i", None).model_id == global_champion
+
+    with db.transaction() as c:
+        relax_gates(c)
+        cand = _candidate(c, frame)
+    with db.transaction() as c:
+        exp_id = service.experiments.create_experiment(
+            c, {"name": "cache", "challenger_model_id": cand["id"], "traffic_split": 1.0})["id"]
+    routed = plan().for_idea("i", None)
+    assert (routed.experiment_id, routed.model_id) == (exp_id, cand["id"])  # split 1.0: all challenger
+    killed = plan(rules_only=True).for_idea("i", None)  # the kill switch: no arm, no weight, at once
+    assert killed.experiment_id is None and killed.ml_weight == 0.0 and killed.model_id == global_champion
+    with db.transaction() as c:
+        service.experiments.abort_experiment(c, exp_id, actor_user_id=7)
+    assert plan().for_idea("i", None).experiment_id is None
+
+    with db.transaction() as c:
+        service.registry.promote(c, cand["id"], actor_user_id=7, reason="cache")
+    assert plan().for_idea("i", None).model_id == cand["id"]
+    with db.transaction() as c:
+        service.registry.rollback(c, actor_user_id=7, reason="cache")
+    assert plan().for_idea("i", None).model_id == global_champion
+
+    with db.transaction() as c:
+        service.settings.update_settings(c, {"ml_weight": 0.4, "exploration_rate": 1.0})
+    assert sp.stable_unit("explore", "i") > 0.1  # (so "i" explores only because of the new rate)
+    assert plan().for_idea("i", None).ml_weight == 0.4 and plan().for_idea("i", None).exploration
+    with db.transaction() as c:
+        service.settings.update_settings(c, {"ml_weight": 0.0, "exploration_rate": 0.1})
+
+    # raw SQL (no counter bump): served from the cache until the plan is PLAN_MAX_AGE old
+    plan()
+    with db.transaction() as c:
+        c.execute(ml_models.update().where(ml_models.c.id == global_champion).values(status="retired"))
+    assert plan().for_idea("i", None).model_id == global_champion
+    later = sp.time.monotonic() + sp.PLAN_MAX_AGE
+    monkeypatch.setattr(sp.time, "monotonic", lambda: later)
+    assert plan().for_idea("i", None).model_id is None
+    with db.transaction() as c:
+        c.execute(ml_models.update().where(ml_models.c.id == global_champion).values(status="champion"))
+        lock_registry(c)
+    assert plan().for_idea("i", None).model_id == global_champion
+
+
+def test_a_registry_bump_undone_by_a_rollback_is_never_repeated(world):
+    """A plan cached inside a transaction that then rolls back must not match the counter of
+    the next committed change: each bump adds 1 plus a random fraction."""
+    from plugins.mlloop.tables import ml_settings
+    db = world["db"]
+    counter = sa.select(ml_settings.c.value).where(ml_settings.c.name == "_registry_lock")
+    with db.transaction() as c:
+        lock_registry(c)
+        start = c.execute(counter).scalar()
+    undone = db.engine.connect()
+    tx = undone.begin()
+    lock_registry(undone)
+    was = undone.execute(counter).scalar()
+    tx.rollback()
+    undone.close()
+    with db.transaction() as c:
+        lock_registry(c)
+        now = c.execute(counter).scalar()
+    assert start + 1 <= was < start + 2 and start + 1 <= now < start + 2 and now != was

@@ -75,3 +75,17 @@ def test_redis_down_falls_back_to_counting_in_memory(fresh_app, stack, new_clien
     app = fresh_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0", RATELIMIT_WRITES="3 per minute")
     c = new_client(app)
     assert [c.post("/api/notes", json={"title": str(i)}).status_code for i in range(4)] == [201, 201, 201, 429]
+
+
+def test_failed_bearer_tokens_never_lock_out_a_right_one(fresh_app, new_client):
+    """docs/security.md: wrong bearer tokens are 401 however many, and do not spend the sign-in
+    budget; a right token from the same address keeps working (tokens are 256-bit: a per-IP
+    limit would only let a guesser lock out everyone behind their address)."""
+    app = fresh_app(RATELIMIT_LOGIN_IP="3 per minute")
+    http = app.test_client()
+    c = new_client(app)
+    wrong = [http.get("/api/auth/me", headers={"Authorization": f"Bearer tl_guess_{i}"}).status_code
+             for i in range(6)]
+    assert wrong == [401] * 6
+    assert http.get("/api/auth/me", headers={"Authorization": f"Bearer {c.token}"}).status_code == 200
+    assert _login(http, c.token).status_code == 200  # the sign-in budget is untouched

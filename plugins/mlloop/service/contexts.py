@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from app import errors
 from app.db import utcnow
+from bus.envelope import iso
 from plugins.mlloop.domain import features as fx
 from plugins.mlloop.service.common import check_fits, chunks
 from plugins.mlloop.tables import ml_market_contexts, ml_market_snapshots
@@ -77,7 +78,7 @@ def load_history(conn, user_id: int, symbol: str, start: dt.datetime, end: dt.da
 
 def features_json(features: dict) -> dict:
     out = dict(features)
-    out["snapshot_time"] = features["snapshot_time"].isoformat().replace("+00:00", "Z")
+    out["snapshot_time"] = iso(features["snapshot_time"])  # the one time format: UTC, milliseconds
     return out
 
 

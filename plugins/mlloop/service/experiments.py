@@ -141,6 +141,7 @@ def check_experiments(conn, *, now=None, actor_user_id=None) -> list[dict]:
         if result:
             values.update(_result_columns(result))
         if decision.stop:
+            lock_registry(conn)  # a stopped experiment no longer routes: scoring plans reload
             values.update(status="stopped", stop_reason=decision.reason, ended_at=now)
             MODELS.emit(conn, "ExperimentConcluded", aggregate_type="ml_experiment", aggregate_id=str(exp["id"]),
                         user_id=actor_user_id, payload={

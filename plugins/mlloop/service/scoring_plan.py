@@ -1,5 +1,6 @@
 """The scoring plan the selector asks per idea: champions (per regime, else global), running
-experiments, settings and low-data regimes, loaded once per scoring request; and the
+experiments, settings and low-data regimes, cached per process while the registry's change
+counter and the settings are unchanged (``scoring_plan``); and the
 in-process cache of loaded scorers (keyed by the model's content hash). No Flask: whether
 the request is rules-only is decided by the caller, once, and passed in."""
 from __future__ import annotations
@@ -7,14 +8,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
+import time
+import weakref
 from collections import OrderedDict
+
 import sqlalchemy as sa
 
 from app import errors
 from plugins.mlloop.domain import features
 from plugins.mlloop.ml import abtest
 from plugins.mlloop.ml.inference import FastScorer
-from plugins.mlloop.service.settings import get_settings
+from plugins.mlloop.service.settings import settings_of, settings_rows
 from plugins.mlloop.tables import ml_experiments, ml_models, tracked_ideas
 
 
@@ -130,15 +134,60 @@ class ScoringPlan:
         return stable_unit("explore", idea_id) < float(self.settings["exploration_rate"])
 
 
+#: How long a process may reuse a loaded plan at most. Champions, running experiments and
+#: settings are reloaded as soon as they change (``settings.lock_registry``'s counter and the
+#: settings are read by every request); this bound is for what has no counter: the low-data
+#: regimes (settlements), and changes made behind the service's back (raw SQL).
+PLAN_MAX_AGE = 10.0
+
+_PLANS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # engine -> {fsv: _Loaded}
+_PLANS_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Loaded:
+    fingerprint: tuple
+    loaded_at: float
+    champions: dict
+    experiments: tuple
+    low_data_regimes: frozenset
+
+
 def scoring_plan(conn, user_id, *, rules_only: bool = False,
                  feature_set_version: str = features.FEATURE_SET_VERSION) -> ScoringPlan:
-    """Load champions, running experiments, settings and low-data regimes once for a batch.
+    """Champions, running experiments, settings and low-data regimes for a batch of ideas.
 
     ``rules_only`` is the request's scoring mode, decided once by the caller (the host's
-    ``scoring_mode`` hook: breakers, kill switches): every assignment then has weight 0 and no
-    experiment arm, and the scope's champion still scores as a shadow (logged, no influence).
-    Champions and experiments are those of ``feature_set_version``: the ideas' features."""
-    settings = get_settings(conn)
+    ``scoring_mode`` hook: breakers, kill switches) and never cached: every assignment then
+    has weight 0 and no experiment arm, and the scope's champion still scores as a shadow
+    (logged, no influence). Champions and experiments are those of ``feature_set_version``:
+    the ideas' features.
+
+    One query per request when nothing changed: the ``ml_settings`` rows (the settings and the
+    registry's change counter, bumped by every promotion, rollback, retirement and experiment
+    change). While they are unchanged, the plan this process loaded for this database and
+    feature set is reused, for at most ``PLAN_MAX_AGE`` seconds; otherwise champions,
+    experiments and low-data regimes are read again. The counter is read first, in the
+    request's transaction, so a reused plan is never older than the counter it was loaded
+    under."""
+    rows = settings_rows(conn)
+    settings = settings_of(rows)
+    fingerprint = tuple(sorted(rows.items()))
+    now = time.monotonic()
+    with _PLANS_LOCK:
+        per_engine = _PLANS.setdefault(conn.engine, {})
+        hit = per_engine.get(feature_set_version)
+    if hit is None or hit.fingerprint != fingerprint or now - hit.loaded_at >= PLAN_MAX_AGE:
+        champions, experiments = _champions_and_experiments(conn, feature_set_version)
+        hit = _Loaded(fingerprint, now, champions, tuple(experiments),
+                      low_data_regimes(conn, settings["low_data_threshold"]))
+        with _PLANS_LOCK:
+            per_engine[feature_set_version] = hit
+    return ScoringPlan(conn, user_id, champions=hit.champions, experiments=list(hit.experiments),
+                       settings=settings, rules_only=rules_only, low_data_regimes=hit.low_data_regimes)
+
+
+def _champions_and_experiments(conn, feature_set_version: str) -> tuple[dict, list]:
     champions = {}
     for r in conn.execute(sa.select(ml_models.c.id, ml_models.c.model_version, ml_models.c.regime,
                                     ml_models.c.content_id)
@@ -165,9 +214,7 @@ def scoring_plan(conn, user_id, *, rules_only: bool = False,
                 e[f"{side}_version"] = m.model_version if m else None
                 e[f"{side}_content_id"] = m.content_id if m else None
             experiments.append(e)
-    return ScoringPlan(conn, user_id, champions=champions, experiments=experiments,
-                       settings=settings, rules_only=rules_only,
-                       low_data_regimes=low_data_regimes(conn, settings["low_data_threshold"]))
+    return champions, experiments
 
 
 def low_data_regimes(conn, threshold: float) -> frozenset:

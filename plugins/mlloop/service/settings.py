@@ -2,6 +2,7 @@
 threshold; and the row lock that serialises registry changes. No Flask."""
 from __future__ import annotations
 
+import random
 from typing import Mapping
 
 import sqlalchemy as sa
@@ -26,11 +27,19 @@ _LOCK_ROW = "_registry_lock"  # an ml_settings row whose row lock serialises reg
 
 def get_settings(conn) -> dict:
     """The blend weight, exploration rate and low-data threshold (defaults if never set)."""
-    out = dict(SETTINGS_DEFAULTS)
-    for r in conn.execute(sa.select(ml_settings.c.name, ml_settings.c.value)):
-        if r.name in out:
-            out[r.name] = float(r.value)
-    return out
+    return settings_of(settings_rows(conn))
+
+
+def settings_rows(conn) -> dict[str, float]:
+    """Every ``ml_settings`` row, name -> value, in one query: the settings and the registry's
+    change counter (``lock_registry``), which together say whether a cached scoring plan is
+    still current."""
+    return {r.name: float(r.value) for r in conn.execute(sa.select(ml_settings.c.name, ml_settings.c.value))}
+
+
+def settings_of(rows: Mapping[str, float]) -> dict:
+    """The settings (defaults where never set) from ``settings_rows``."""
+    return {name: rows.get(name, default) for name, default in SETTINGS_DEFAULTS.items()}
 
 
 def update_settings(conn, values: Mapping, *, actor_user_id: int | None = None) -> dict:
@@ -52,8 +61,15 @@ def _upsert_setting(conn, name: str, value: float, actor_user_id=None) -> None:
 
 def lock_registry(conn) -> None:
     """Serialise promotions, rollbacks and experiment changes: an UPDATE of one row holds its
-    lock until commit, so two admins promoting at once take turns (and see each other)."""
+    lock until commit, so two admins promoting at once take turns (and see each other).
+
+    The bump is also the registry's change counter: every change to what a scoring plan reads
+    (champions, running experiments) calls this in its transaction, so every process's cached
+    plan (``scoring_plan``) is reloaded by the first request that sees the commit. A change
+    made another way (raw SQL) must call it too, or waits out ``PLAN_MAX_AGE``."""
+    # + 1 and a random fraction: a bump undone by a rollback is never repeated by the next one,
+    # so a plan cached inside the undone transaction can never match a later counter.
     bumped = conn.execute(ml_settings.update().where(ml_settings.c.name == _LOCK_ROW)
-                          .values(value=ml_settings.c.value + 1)).rowcount
+                          .values(value=ml_settings.c.value + (1.0 + random.random()))).rowcount
     if not bumped:  # first use: create it (a concurrent first use fails on the primary key)
         conn.execute(ml_settings.insert().values(name=_LOCK_ROW, value=0.0, updated_at=utcnow()))
