@@ -60,8 +60,30 @@ def mariadb_url():
     yield f"{MARIADB_URL}/{name}"
     close_cached_apps()  # their SSE hubs would poll the dropped database until the process exits
     with eng.begin() as c:
+        for other in _private_databases:
+            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {other}")
         c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
     eng.dispose()
+
+
+_private_databases: list[str] = []
+
+
+def private_database_url(stack: str, request, prefix: str) -> str:
+    """A database of the caller's own on this stack: a SQLite file in a new temporary folder,
+    or a MariaDB database ``<prefix>_<pid>`` dropped with the session's test database."""
+    if stack == "embedded":
+        return f"sqlite:///{tempfile.mkdtemp(prefix=prefix + '_')}/{prefix}.db"
+    import sqlalchemy as sa
+    request.getfixturevalue("mariadb_url")  # skips (or fails on CI) without MariaDB
+    name = f"{prefix}_{os.getpid()}"
+    eng = sa.create_engine(MARIADB_URL + "/test")
+    with eng.begin() as c:
+        c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        c.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    eng.dispose()
+    _private_databases.append(name)
+    return f"{MARIADB_URL}/{name}"
 
 
 @pytest.fixture(scope="session")

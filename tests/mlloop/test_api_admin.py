@@ -4,8 +4,6 @@ train -> refuse / promote -> score through part 1's API -> experiment routing an
 logging (seed Experiment Tests 13-14) -> replay -> evaluation endpoints."""
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 
 import pytest
@@ -28,18 +26,8 @@ _URLS: dict = {}
 def app(app_factory, stack, request):
     """The mlloop app on a private database of this stack (created once per session)."""
     if stack not in _URLS:
-        if stack == "embedded":
-            _URLS[stack] = f"sqlite:///{tempfile.mkdtemp(prefix='tl_models_api_')}/api.db"
-        else:
-            from tests.conftest import MARIADB_URL
-            name = f"tl_models_api_{os.getpid()}"
-            request.getfixturevalue("mariadb_url")  # skips (or fails on CI) without MariaDB
-            eng = sa.create_engine(MARIADB_URL + "/test")
-            with eng.begin() as c:
-                c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-                c.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-            eng.dispose()
-            _URLS[stack] = f"{MARIADB_URL}/{name}"
+        from tests.conftest import private_database_url
+        _URLS[stack] = private_database_url(stack, request, "tl_models_api")
     return app_factory(["mlloop"], DATABASE_URL=_URLS[stack])
 
 

@@ -6,12 +6,9 @@ outcomes trains a model the gates refuse. Impossible inputs are 422 naming the f
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
 from tests.mlloop.mlloop_fixtures import iso
 
@@ -27,18 +24,8 @@ TRAIN = {"params": {"iterations": 40, "depth": 4, "random_seed": 5},
 def app(app_factory, stack, request):
     """The mlloop app on a private database of this stack: models are system-wide."""
     if stack not in _URLS:
-        if stack == "embedded":
-            _URLS[stack] = f"sqlite:///{tempfile.mkdtemp(prefix='tl_user_stream_')}/api.db"
-        else:
-            from tests.conftest import MARIADB_URL
-            name = f"tl_user_stream_{os.getpid()}"
-            request.getfixturevalue("mariadb_url")
-            eng = sa.create_engine(MARIADB_URL + "/test")
-            with eng.begin() as c:
-                c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-                c.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-            eng.dispose()
-            _URLS[stack] = f"{MARIADB_URL}/{name}"
+        from tests.conftest import private_database_url
+        _URLS[stack] = private_database_url(stack, request, "tl_user_stream")
     return app_factory(["mlloop"], DATABASE_URL=_URLS[stack])
 
 

@@ -5,8 +5,6 @@ database of the module's own (the registry is system-wide)."""
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 
 import pandas as pd
 import pytest
@@ -22,18 +20,8 @@ _URLS: dict = {}
 @pytest.fixture
 def app(app_factory, stack, request):
     if stack not in _URLS:
-        if stack == "embedded":
-            _URLS[stack] = f"sqlite:///{tempfile.mkdtemp(prefix='tl_ml_deep_')}/deep.db"
-        else:
-            from tests.conftest import MARIADB_URL
-            name = f"tl_ml_deep_{os.getpid()}"
-            request.getfixturevalue("mariadb_url")
-            eng = sa.create_engine(MARIADB_URL + "/test")
-            with eng.begin() as c:
-                c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-                c.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-            eng.dispose()
-            _URLS[stack] = f"{MARIADB_URL}/{name}"
+        from tests.conftest import private_database_url
+        _URLS[stack] = private_database_url(stack, request, "tl_ml_deep")
     app = app_factory(["mlloop"], DATABASE_URL=_URLS[stack])
     from plugins.mlloop import service
     from plugins.mlloop.tables import ml_models
