@@ -174,6 +174,18 @@ def test_key_longer_than_255_is_400(app_factory, new_client):
     assert r.status_code == 400 and "Idempotency-Key" in r.json["errors"]["headers"]
 
 
+def test_an_empty_or_blank_key_is_400_not_ignored(app_factory, new_client):
+    """An Idempotency-Key header that is present but empty (or only spaces) is a client
+    error naming the header, not a request without a key (which would run twice on retry).
+    (curl's ``-H 'Idempotency-Key:'`` removes the header instead of sending it empty.)"""
+    app = app_factory([NOTES])
+    c = new_client(app)
+    for blank in ("", "   "):
+        r = c.post("/api/notes", json={"title": "x"}, headers={"Idempotency-Key": blank})
+        assert r.status_code == 400, (blank, r.json)
+        assert r.json["errors"]["headers"]["Idempotency-Key"] == ["must be 1-255 characters"]
+
+
 def test_expired_record_is_forgotten(app_factory, new_client):
     app = app_factory([NOTES], IDEMPOTENCY_TTL_SECONDS=1)
     c = new_client(app)
