@@ -208,9 +208,9 @@ class Tradeloop:
         if c is None:
             c = self.db.engine.connect()
             c.info["after_commit"] = []
+            g._tl_conn = c  # end_request closes it whatever happens next (a failing BEGIN too)
             outbox.defer_positions(c)  # stream positions taken last, just before COMMIT
             c.begin()
-            g._tl_conn = c
             if claim:
                 idempotency.claim_if_pending(self, c)
         return c

@@ -239,6 +239,12 @@ def defer_positions(conn: Connection) -> None:
     engine = conn.engine
     if engine not in _savepoint_hooked:
         sa.event.listen(engine, "savepoint", _flush_before_savepoint)
+        # No collected event is lost, whoever ends the transaction: a plain commit flushes
+        # first, and a connection going back to the pool forgets the deferral (conn.info
+        # lives as long as the pooled connection, so a mark left by a request that failed
+        # half-way would otherwise make the next user of it collect events nobody flushes).
+        sa.event.listen(engine, "commit", _flush_before_savepoint)
+        sa.event.listen(engine, "checkin", _forget_on_checkin)
         _savepoint_hooked.add(engine)
     conn.info["bus_defer"] = True
 
@@ -246,9 +252,15 @@ def defer_positions(conn: Connection) -> None:
 _savepoint_hooked: weakref.WeakSet = weakref.WeakSet()
 
 
-def _flush_before_savepoint(conn: Connection, name) -> None:
+def _flush_before_savepoint(conn: Connection, *_name) -> None:
     if conn.info.get("bus_pending"):
         flush(conn)
+
+
+def _forget_on_checkin(dbapi_conn, record) -> None:
+    if record is not None:
+        for key in ("bus_pending", "bus_defer", "bus_committed"):
+            record.info.pop(key, None)
 
 
 def flush(conn: Connection) -> None:

@@ -281,3 +281,35 @@ def test_flush_and_commit_takes_positions_of_two_streams_in_one_round_trip(app_f
         assert [e.payload["writer"] for e in outbox.read(r, s2, 0)] == ["o"]
         assert (outbox.head(r, s1), outbox.head(r, s2)) == (2, 1)
     assert dup.event_id == a.event_id
+
+
+def test_no_deferred_event_is_lost_however_the_transaction_ends(app_factory):
+    """A deferred connection's events are collected until ``flush``. Two ways a caller could
+    lose them, both closed: (1) committing without calling ``flush`` — the commit flushes
+    first, so the event is stored with position 1; (2) giving the connection back to the pool
+    still marked (a request that failed between marking and its BEGIN) — ``conn.info`` lives as
+    long as the pooled connection, so the next user of it would collect events nobody flushes:
+    the pool's check-in forgets the mark, and the next transaction's event is stored at once
+    (position 2, with its ``event_seq`` known at emit)."""
+    app = app_factory(["tests.plugins.notes.plugin"])
+    stream = f"pos{uuid.uuid4().hex[:8]}.events"
+    url = app.extensions["tradeloop"].db.url.render_as_string(hide_password=False)
+    db = Database(url, pool_size=1)  # one pooled connection: the next checkout is the same one
+    _, _, reader = _engines(app)
+    try:
+        c = _deferred(db)
+        assert _emit(c, stream, "committed-without-flush").event_seq is None
+        c.commit()  # no flush, no discard
+        c.close()
+        assert _poll(reader, stream, 0) == [(1, "committed-without-flush")]
+
+        c = db.engine.connect()
+        outbox.defer_positions(c)
+        c.close()  # marked, then given back without discard
+        with db.transaction() as c2:
+            assert not c2.info.get("bus_defer")
+            assert _emit(c2, stream, "next-user").event_seq == 2
+        assert _poll(reader, stream, 0) == [(1, "committed-without-flush"), (2, "next-user")]
+    finally:
+        db.dispose()
+        reader.dispose()
