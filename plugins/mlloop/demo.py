@@ -15,8 +15,8 @@ use cases as real traffic:
 3. simulates ``ML_DAYS`` more days (the same world, continued), now scored with the model,
    and settles them; then runs the consumers.
 
-About a minute on 2 cores (``DEMO_ML_IDEAS_PER_DAY`` ideas a day). ``TRADELOOP_DEMO_ML=0``
-skips it. The console's ML panel re-reads the evaluation until the history is there.
+About a minute on 2 cores (``DEMO_ML_IDEAS_PER_DAY`` ideas a day), at a lower CPU priority
+(nice 10) than the server. ``TRADELOOP_DEMO_ML=0`` skips it. The console's ML panel re-reads the evaluation until the history is there.
 """
 from __future__ import annotations
 
@@ -97,6 +97,10 @@ def _exit_with_parent(pid: int) -> None:
 def main(argv: list[str]) -> int:
     from app import create_app
     user_id = int(argv[0])
+    if hasattr(os, "nice"):
+        # A background build: the web process (and the person clicking through the demo) comes
+        # first for the CPU; this one takes what is left (on 2 cores it competed for a minute).
+        os.nice(10)
     if os.environ.get("TRADELOOP_DEMO_PARENT"):
         _exit_with_parent(int(os.environ["TRADELOOP_DEMO_PARENT"]))
     app = create_app()
