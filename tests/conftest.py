@@ -197,13 +197,19 @@ def broker():
 _apps: dict = {}
 
 
+def close_app(app) -> None:
+    """Stop an app's background threads (its SSE hub, which would otherwise poll a dropped
+    database for the rest of the session) and its connection pool."""
+    ext = app.extensions["tradeloop"]
+    if ext._hub is not None:
+        ext._hub.close()
+    ext.db.dispose()
+
+
 def close_cached_apps() -> None:
-    """Stop the background threads of the session's cached apps (SSE hubs) and their pools."""
+    """close_app() for each of the session's cached apps."""
     for app in _apps.values():
-        ext = app.extensions["tradeloop"]
-        if ext._hub is not None:
-            ext._hub.close()
-        ext.db.dispose()
+        close_app(app)
     _apps.clear()
 
 

@@ -105,12 +105,8 @@ class Target:
         self.ids = self._real_ids(client)
 
     def close(self) -> None:
-        """Stop what the fuzz started in the background (the SSE hub's threads, which would
-        otherwise poll a dropped database for the rest of the session) and the pool."""
-        ext = self.app.extensions["tradeloop"]
-        if ext._hub is not None:
-            ext._hub.close()
-        ext.db.dispose()
+        from tests.conftest import close_app
+        close_app(self.app)
 
     def _real_ids(self, client) -> dict[str, list]:
         """Values of id-like fields in every parameterless GET response of the fuzzing user:
